@@ -1,0 +1,5 @@
+import sys
+
+from clipapro.cli import main
+
+sys.exit(main())

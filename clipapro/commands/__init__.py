@@ -1,0 +1,1 @@
+"""Subcommands of the ``clipapro`` CLI, one module each (see :mod:`clipapro.cli`)."""

@@ -1,0 +1,157 @@
+"""Pure-torch twins of the compiled propagation kernels.
+
+They compute exactly what ``clipapro._C`` computes (same edge order, same stable sort, same
+Kruskal reconstruction tree, same sweeps), so the compiled and twin results agree to rounding. The
+twins are the fallback when the extension is missing and the reference for the GPU path of LP.
+All tensors here are already validated and contiguous; shapes use N = H*W.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def grid_edges(height: int, width: int, device=None) -> torch.Tensor:
+    """All 4-connected grid edges, (E, 2) int64: horizontal edges row by row, then vertical ones.
+
+    This order (and a stable sort) fixes the tie-breaking, identical to the compiled kernel.
+    """
+    idx = torch.arange(height * width, device=device).view(height, width)
+    horiz = torch.stack([idx[:, :-1].reshape(-1), idx[:, 1:].reshape(-1)], 1)
+    vert = torch.stack([idx[:-1, :].reshape(-1), idx[1:, :].reshape(-1)], 1)
+    return torch.cat([horiz, vert], 0)
+
+
+def edge_weights(guide_nf: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Squared L2 guide distance per edge: guide (N, F), edges (E, 2) -> (E,)."""
+    diff = guide_nf[edges[:, 0]] - guide_nf[edges[:, 1]]
+    return (diff * diff).sum(1)
+
+
+def kruskal(num_nodes: int, edges: torch.Tensor, weights: torch.Tensor):
+    """Kruskal over candidate edges in ascending (stable) weight order.
+
+    Returns ``(parent, height, tree_edges, tree_weights)``: ``parent`` (2N-1,) int64, the parent of
+    every node of the reconstruction tree (leaves 0..N-1, internal nodes N.. in creation order, the
+    root's parent is -1); ``height`` (N-1,) the weight of each internal node; ``tree_edges``
+    (M, 2) and ``tree_weights`` (M,) the merging edges in order (M = N-1 when the edges connect).
+    """
+    n = num_nodes
+    order = torch.argsort(weights, stable=True).tolist()
+    e = edges.tolist()
+    w = weights.tolist()
+    uf = list(range(n))
+    node_of = list(range(n))
+    parent = [-1] * (2 * n - 1)
+    height, t_edges, t_w = [], [], []
+    nxt = n
+    for k in order:
+        a, b = e[k]
+        while uf[a] != a:
+            uf[a] = uf[uf[a]]
+            a = uf[a]
+        while uf[b] != b:
+            uf[b] = uf[uf[b]]
+            b = uf[b]
+        if a == b:
+            continue
+        parent[node_of[a]] = nxt
+        parent[node_of[b]] = nxt
+        uf[b] = a
+        node_of[a] = nxt
+        height.append(w[k])
+        t_edges.append(e[k])
+        t_w.append(w[k])
+        nxt += 1
+    dev = edges.device
+    return (
+        torch.tensor(parent, dtype=torch.int64, device=dev),
+        torch.tensor(height, dtype=weights.dtype, device=dev),
+        torch.tensor(t_edges, dtype=torch.int64, device=dev).view(-1, 2),
+        torch.tensor(t_w, dtype=weights.dtype, device=dev),
+    )
+
+
+def _levels(parent: torch.Tensor, n: int):
+    """Group internal nodes by height above the leaves (bottom-up) and all nodes by depth (top-down)."""
+    p = parent.tolist()
+    m = len(p)
+    up = [0] * m
+    for v in range(m - 1):  # children precede parents, so one forward pass suffices
+        q = p[v]
+        if up[q] < up[v] + 1:
+            up[q] = up[v] + 1
+    depth = [0] * m
+    for v in range(m - 2, -1, -1):
+        depth[v] = depth[p[v]] + 1
+    dev = parent.device
+    up_t = torch.tensor(up, device=dev)
+    depth_t = torch.tensor(depth, device=dev)
+    bottom_up = [torch.nonzero(up_t == lv).flatten() for lv in range(0, int(up_t.max()) + 1)]
+    top_down = [torch.nonzero(depth_t == d).flatten() for d in range(1, int(depth_t.max()) + 1)]
+    return bottom_up, top_down
+
+
+def tree_sweep(values: torch.Tensor, parent: torch.Tensor, height: torch.Tensor, zeta: float,
+               *, normalize: bool = True, include_self: bool = True) -> torch.Tensor:
+    """Exact all-pairs tree filter on one reconstruction tree: values (N, C) -> (N, C).
+
+    Unnormalised output: ``y_i = sum_j exp(-m(i,j)/zeta^2) x_j`` (with ``j = i`` included when
+    ``include_self``); normalised output divides by the same sum over a channel of ones.
+    """
+    n, c = values.shape
+    if n == 1:
+        out = values.clone() if include_self else torch.zeros_like(values)
+        return out if not normalize or include_self else out
+    x = torch.cat([values, torch.ones(n, 1, dtype=values.dtype, device=values.device)], 1)
+    a = torch.cat([torch.ones(n, dtype=values.dtype, device=values.device),
+                   torch.exp(-height / (zeta * zeta))])
+    bottom_up, top_down = _levels(parent, n)
+    s = torch.zeros(2 * n - 1, c + 1, dtype=values.dtype, device=values.device)
+    s[:n] = x
+    for nodes in bottom_up:  # every node at this level is complete: push it into its parent
+        nodes = nodes[parent[nodes] >= 0]
+        s.index_add_(0, parent[nodes], s[nodes])
+    t = s.clone()
+    root = 2 * n - 2
+    t[root] = a[root] * s[root]
+    for nodes in top_down:  # T(v) = T(parent) + (a(v) - a(parent)) S(v)
+        par = parent[nodes]
+        t[nodes] = t[par] + (a[nodes] - a[par]).unsqueeze(1) * s[nodes]
+    y = t[:n]
+    if not include_self:
+        y = y - x
+    if normalize:
+        z = y[:, c:].clamp_min(torch.finfo(values.dtype).tiny)
+        return y[:, :c] / z
+    return y[:, :c]
+
+
+def local_filter(values: torch.Tensor, image: torch.Tensor, kernel_size: int, dilation: int,
+                 zeta: float, iterations: int) -> torch.Tensor:
+    """Iterated, normalised Gaussian colour-kernel filter: values (B, C, H, W), image (B, F, H, W).
+
+    Kernel weights are computed once, (B, k*k, H, W); neighbours outside the image weigh zero.
+    Memory O(N (k^2 + C)).
+    """
+    b, c, h, w = values.shape
+    r = kernel_size // 2
+    pad = dilation * r
+    img = F.pad(image, (pad, pad, pad, pad))
+    inside = F.pad(torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device), (pad, pad, pad, pad))
+    offsets = [(dy * dilation, dx * dilation) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    weights = torch.empty(b, len(offsets), h, w, dtype=values.dtype, device=values.device)
+    for o, (dy, dx) in enumerate(offsets):
+        sl = (slice(None), slice(None), slice(pad + dy, pad + dy + h), slice(pad + dx, pad + dx + w))
+        d2 = ((img[sl] - image) ** 2).sum(1)
+        weights[:, o] = torch.exp(-d2 / (zeta * zeta)) * inside[sl][:, 0]
+    weights /= weights.sum(1, keepdim=True)
+    y = values
+    for _ in range(iterations):
+        yp = F.pad(y, (pad, pad, pad, pad))
+        acc = torch.zeros_like(values)
+        for o, (dy, dx) in enumerate(offsets):
+            acc += weights[:, o:o + 1] * yp[:, :, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+        y = acc
+    return y

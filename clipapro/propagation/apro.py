@@ -1,0 +1,93 @@
+"""APro soft-label generation: global (tree) and local (kernel) affinity propagation of a prediction.
+
+Following "Label-efficient Segmentation via Affinity Propagation" (Li et al., NeurIPS 2023): the
+paper's Table 7 finds the *parallel* form best (GP and LP each make a target from the same
+prediction: 38.4 AP, vs 36.8 for GP->LP and 37.7 for LP->GP), which is also what the authors' code
+does; all three are available.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from clipapro._validate import check_choice, check_same_device, check_same_dtype, check_tensor, FLOAT_DTYPES
+from clipapro.propagation.functional import kruskal_tree, local_filter, tree_filter
+
+__all__ = ["AProTargets", "apro", "APRO_DEFAULTS"]
+
+#: Defaults for an RGB guide scaled to [0, 1] (the paper's zetas belong to normalised images
+#: inside its detector; these were re-chosen for [0, 1] RGB, see README "Refinement quality").
+APRO_DEFAULTS = {
+    "zeta_g": 0.01,       # image-guided GP bandwidth
+    "zeta_label": 0.07,   # second GP, guided by the first GP's result (paper/code value)
+    "kernel_size": 5,
+    "dilation": 1,
+    "zeta_s": 0.15,       # LP colour bandwidth (paper/code value)
+    "iterations": 20,
+}
+
+
+class AProTargets(NamedTuple):
+    """The two targets of the parallel form, each (B, K, H, W)."""
+
+    global_: torch.Tensor
+    local: torch.Tensor
+
+
+@torch.no_grad()
+def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel",
+         zeta_g: float = APRO_DEFAULTS["zeta_g"], zeta_label: float = APRO_DEFAULTS["zeta_label"],
+         label_gp: bool = True, kernel_size: int = APRO_DEFAULTS["kernel_size"],
+         dilation: int = APRO_DEFAULTS["dilation"], zeta_s: float = APRO_DEFAULTS["zeta_s"],
+         iterations: int = APRO_DEFAULTS["iterations"], tree=None, return_parts: bool = False):
+    """APro soft pseudo labels from a prediction and its image.
+
+    Global target: GP of ``probs`` guided by ``image`` (tree built once), then optionally
+    (``label_gp``) a second GP on the same tree guided by that result (``zeta_label``).
+    Local target: LP of ``probs`` guided by ``image``.
+
+    Args:
+        probs: (B, K, H, W) probabilities (or any non-negative scores), float32/float64.
+        image: (B, F, H, W) guide, same dtype and device (RGB in [0, 1] for the defaults).
+        mode: ``"parallel"`` (default; both targets from ``probs``), ``"gp-lp"`` or ``"lp-gp"``.
+        tree: optional prebuilt :class:`~clipapro.propagation.KruskalTree` of ``image``.
+        return_parts: in parallel mode, return :class:`AProTargets` (global, local) instead of their
+            mean.
+
+    Returns:
+        (B, K, H, W): the mean of the global and local targets (parallel), or the cascade's output;
+        :class:`AProTargets` with ``return_parts=True``. No autograd graph.
+
+    Example:
+        >>> img = torch.rand(1, 3, 32, 32)
+        >>> p = torch.softmax(torch.randn(1, 3, 32, 32), 1)
+        >>> apro(p, img).shape
+        torch.Size([1, 3, 32, 32])
+    """
+    check_tensor(probs, "probs", ndim=4, dtypes=FLOAT_DTYPES, finite=True)
+    check_tensor(image, "image", ndim=4, dtypes=FLOAT_DTYPES, finite=True)
+    check_same_dtype(probs, image, "probs", "image")
+    check_same_device(probs, image, "probs", "image")
+    if probs.shape[0] != image.shape[0] or probs.shape[-2:] != image.shape[-2:]:
+        raise ValueError(f"probs {tuple(probs.shape)} and image {tuple(image.shape)} must share batch and H x W")
+    check_choice(mode, "mode", {"parallel", "gp-lp", "lp-gp"})
+    kt = tree if tree is not None else kruskal_tree(image)
+
+    def global_(x):
+        g = tree_filter(x, kt, zeta=zeta_g)
+        if label_gp:
+            g = tree_filter(g, g, zeta=zeta_label, tree=kt.edges)
+        return g
+
+    def local_(x):
+        return local_filter(x, image, kernel_size=kernel_size, dilation=dilation, zeta=zeta_s,
+                            iterations=iterations)
+
+    if mode == "gp-lp":
+        return local_(global_(probs))
+    if mode == "lp-gp":
+        return global_(local_(probs))
+    parts = AProTargets(global_(probs), local_(probs))
+    return parts if return_parts else 0.5 * (parts.global_ + parts.local)

@@ -1,0 +1,161 @@
+// Python bindings of clipapro._C. Kernels take contiguous numpy buffers (zero-copy views of CPU
+// tensors), release the GIL, and know nothing of torch: the Python layer validates inputs and owns
+// devices and dtypes. std::invalid_argument surfaces as ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "common/parallel.h"
+#include "local/local_filter.h"
+#include "tree/kruskal.h"
+#include "tree/sweep.h"
+
+namespace py = pybind11;
+using namespace clipapro;
+
+namespace {
+
+template <typename T>
+using Arr = py::array_t<T, py::array::c_style>;
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+// Runs fn(item, inner_threads) for every batch item: items in parallel when there are enough of
+// them, otherwise one after another with the threads given to the item.
+template <typename Fn>
+void over_batch(int64_t b, int threads, Fn&& fn) {
+  if (b >= threads) {
+    parallel_for(b, threads, [&](int64_t i) { fn(i, 1); });
+  } else {
+    for (int64_t i = 0; i < b; ++i) fn(i, threads);
+  }
+}
+
+template <typename T>
+py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges, int threads) {
+  require(guide.ndim() == 3 && guide.shape(1) == h * w, "guide must be (B, H*W, F)");
+  const int64_t b = guide.shape(0), n = h * w, f = guide.shape(2);
+  if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
+                     "tree must be (B, H*W-1, 2)");
+  Arr<int32_t> parent({b, 2 * n - 1});
+  Arr<T> height({b, n - 1});
+  Arr<int64_t> tree_edges({b, n - 1, int64_t(2)});
+  Arr<T> tree_weights({b, n - 1});
+  const T* g = guide.data();
+  const int64_t* e = edges ? edges->data() : nullptr;
+  int32_t* pp = parent.mutable_data();
+  T* hp = height.mutable_data();
+  int64_t* ep = tree_edges.mutable_data();
+  T* wp = tree_weights.mutable_data();
+  {
+    py::gil_scoped_release release;
+    over_batch(b, threads, [&](int64_t i, int) {
+      TreeBuffers<T> out{pp + i * (2 * n - 1), hp + i * (n - 1), ep + i * (n - 1) * 2, wp + i * (n - 1)};
+      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, out);
+      else build_grid_tree(g + i * n * f, h, w, f, out);
+    });
+  }
+  return py::make_tuple(parent, height, tree_edges, tree_weights);
+}
+
+template <typename T>
+Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges,
+                   double zeta, bool normalize, bool include_self, int threads) {
+  require(values.ndim() == 3 && values.shape(1) == h * w, "values must be (B, H*W, C)");
+  require(guide.ndim() == 3 && guide.shape(0) == values.shape(0) && guide.shape(1) == h * w,
+          "guide must be (B, H*W, F)");
+  const int64_t b = values.shape(0), n = h * w, c = values.shape(2), f = guide.shape(2);
+  if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
+                     "tree must be (B, H*W-1, 2)");
+  Arr<T> out({b, n, c});
+  const T* x = values.data();
+  const T* g = guide.data();
+  const int64_t* e = edges ? edges->data() : nullptr;
+  T* y = out.mutable_data();
+  SweepOptions opt{normalize, include_self};
+  {
+    py::gil_scoped_release release;
+    over_batch(b, threads, [&](int64_t i, int inner) {
+      std::vector<int32_t> parent(2 * n - 1);
+      std::vector<T> height(n > 1 ? n - 1 : 1);
+      TreeBuffers<T> tb{parent.data(), height.data(), nullptr, nullptr};
+      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, tb);
+      else build_grid_tree(g + i * n * f, h, w, f, tb);
+      tree_sweep(n, c, x + i * n * c, parent.data(), height.data(), zeta, opt, inner, y + i * n * c);
+    });
+  }
+  return out;
+}
+
+template <typename T>
+Arr<T> sweep(Arr<T> values, Arr<int32_t> parent, Arr<T> height, double zeta, bool normalize, bool include_self,
+             int threads) {
+  require(values.ndim() == 3, "values must be (B, N, C)");
+  const int64_t b = values.shape(0), n = values.shape(1), c = values.shape(2);
+  require(parent.ndim() == 2 && parent.shape(0) == b && parent.shape(1) == 2 * n - 1, "parent must be (B, 2N-1)");
+  require(height.ndim() == 2 && height.shape(0) == b && height.shape(1) == n - 1, "height must be (B, N-1)");
+  Arr<T> out({b, n, c});
+  const T* x = values.data();
+  const int32_t* pp = parent.data();
+  const T* hp = height.data();
+  T* y = out.mutable_data();
+  SweepOptions opt{normalize, include_self};
+  {
+    py::gil_scoped_release release;
+    over_batch(b, threads, [&](int64_t i, int inner) {
+      tree_sweep(n, c, x + i * n * c, pp + i * (2 * n - 1), hp + i * (n - 1), zeta, opt, inner, y + i * n * c);
+    });
+  }
+  return out;
+}
+
+template <typename T>
+Arr<T> local(Arr<T> values, Arr<T> image, int64_t kernel_size, int64_t dilation, double zeta, int64_t iterations,
+             int threads) {
+  require(values.ndim() == 4 && image.ndim() == 4, "values and image must be 4-D");
+  const int64_t b = values.shape(0), c = values.shape(1), h = values.shape(2), w = values.shape(3);
+  require(image.shape(0) == b && image.shape(2) == h && image.shape(3) == w, "image must be (B, F, H, W)");
+  require(kernel_size >= 1 && kernel_size % 2 == 1, "kernel_size must be odd and >= 1");
+  require(dilation >= 1 && iterations >= 0 && zeta > 0, "bad local_filter parameters");
+  const int64_t f = image.shape(1);
+  Arr<T> out({b, c, h, w});
+  LocalParams p{kernel_size, dilation, zeta, iterations};
+  const T* x = values.data();
+  const T* img = image.data();
+  T* y = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    local_filter(x, img, b, c, f, h, w, p, threads, y);
+  }
+  return out;
+}
+
+template <typename T>
+void define(py::module_& m) {
+  m.def("build_tree", &build_tree<T>, py::arg("guide"), py::arg("height"), py::arg("width"), py::arg("edges"),
+        py::arg("threads"),
+        "Kruskal reconstruction tree of a grid (or of given tree edges): (parent, height, edges, weights).");
+  m.def("tree_filter", &tree_filter<T>, py::arg("values"), py::arg("guide"), py::arg("height"), py::arg("width"),
+        py::arg("edges"), py::arg("zeta"), py::arg("normalize"), py::arg("include_self"), py::arg("threads"),
+        "Fused tree build + exact global propagation; values (B, N, C) channel-last.");
+  m.def("tree_sweep", &sweep<T>, py::arg("values"), py::arg("parent"), py::arg("height"), py::arg("zeta"),
+        py::arg("normalize"), py::arg("include_self"), py::arg("threads"),
+        "Exact global propagation on prebuilt reconstruction trees.");
+  m.def("local_filter", &local<T>, py::arg("values"), py::arg("image"), py::arg("kernel_size"), py::arg("dilation"),
+        py::arg("zeta"), py::arg("iterations"), py::arg("threads"),
+        "Iterated normalised Gaussian colour-kernel filter; planar (B, C, H, W).");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "clipapro compiled propagation core (CPU)";
+  define<float>(m);
+  define<double>(m);
+  m.attr("has_cuda") = false;
+}
