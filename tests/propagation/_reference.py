@@ -1,0 +1,117 @@
+"""Obviously-right references for the propagation ops: O(N^2) GP over explicit tree paths, loop LP."""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+
+def grid_weights(guide: np.ndarray) -> dict:
+    """guide (F, H, W) -> {(u, v): squared distance} for all 4-neighbour pairs u < v."""
+    f, h, w = guide.shape
+    g = guide.reshape(f, -1)
+    out = {}
+    for r in range(h):
+        for c in range(w):
+            u = r * w + c
+            if c + 1 < w:
+                out[(u, u + 1)] = float(((g[:, u] - g[:, u + 1]) ** 2).sum())
+            if r + 1 < h:
+                out[(u, u + w)] = float(((g[:, u] - g[:, u + w]) ** 2).sum())
+    return out
+
+
+def prim_mst(n: int, weights: dict) -> list[tuple[int, int]]:
+    """Prim's algorithm (independent of the Kruskal code under test)."""
+    adj = [[] for _ in range(n)]
+    for (u, v), wt in weights.items():
+        adj[u].append((wt, v))
+        adj[v].append((wt, u))
+    seen = [False] * n
+    seen[0] = True
+    heap = [(wt, 0, v) for wt, v in adj[0]]
+    heapq.heapify(heap)
+    tree = []
+    while heap and len(tree) < n - 1:
+        wt, u, v = heapq.heappop(heap)
+        if seen[v]:
+            continue
+        seen[v] = True
+        tree.append((u, v))
+        for w2, x in adj[v]:
+            if not seen[x]:
+                heapq.heappush(heap, (w2, v, x))
+    return tree
+
+
+def minimax_matrix(n: int, tree_edges, weight_of) -> np.ndarray:
+    """m[i, j] = largest edge weight on the tree path i -> j (explicit path walk from every node)."""
+    adj = [[] for _ in range(n)]
+    for u, v in tree_edges:
+        wt = weight_of(u, v)
+        adj[u].append((v, wt))
+        adj[v].append((u, wt))
+    m = np.zeros((n, n))
+    for s in range(n):
+        stack = [(s, -1, 0.0)]
+        while stack:
+            node, prev, best = stack.pop()
+            m[s, node] = best
+            for nxt, wt in adj[node]:
+                if nxt != prev:
+                    stack.append((nxt, node, max(best, wt)))
+    return m
+
+
+def brute_tree_filter(values: np.ndarray, guide: np.ndarray, zeta: float, tree_edges=None,
+                      normalize=True, include_self=True) -> np.ndarray:
+    """values (C, H, W), guide (F, H, W) float64 -> (C, H, W), sum over ALL pixel pairs."""
+    c, h, w = values.shape
+    n = h * w
+    g = guide.reshape(guide.shape[0], -1)
+    if tree_edges is None:
+        tree_edges = prim_mst(n, grid_weights(guide)) if n > 1 else []
+
+    def weight_of(u, v):
+        return float(((g[:, u] - g[:, v]) ** 2).sum())
+
+    m = minimax_matrix(n, tree_edges, weight_of)
+    a = np.exp(-m / (zeta * zeta))
+    if not include_self:
+        np.fill_diagonal(a, 0.0)
+    x = values.reshape(c, n).T
+    y = a @ x
+    if normalize:
+        z = a.sum(1, keepdims=True)
+        y = np.where(z > 0, y / np.maximum(z, 1e-300), 0.0)
+    return y.T.reshape(c, h, w)
+
+
+def loop_local_filter(values: np.ndarray, image: np.ndarray, k: int, dilation: int, zeta: float,
+                      iterations: int) -> np.ndarray:
+    """values (C, H, W), image (F, H, W) -> (C, H, W) with explicit per-pixel loops."""
+    c, h, w = values.shape
+    r = k // 2
+    y = values.copy()
+    kern = {}
+    for i in range(h):
+        for j in range(w):
+            lst = []
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    ii, jj = i + dy * dilation, j + dx * dilation
+                    if 0 <= ii < h and 0 <= jj < w:
+                        d2 = float(((image[:, i, j] - image[:, ii, jj]) ** 2).sum())
+                        lst.append((ii, jj, math.exp(-d2 / (zeta * zeta))))
+            kern[i, j] = lst
+    for _ in range(iterations):
+        new = np.zeros_like(y)
+        for (i, j), lst in kern.items():
+            z = sum(wt for _, _, wt in lst)
+            for ii, jj, wt in lst:
+                new[:, i, j] += wt * y[:, ii, jj]
+            new[:, i, j] /= z
+        y = new
+    return y
