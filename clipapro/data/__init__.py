@@ -1,0 +1,25 @@
+"""Dataset catalog and readers: PASCAL VOC 2012, PASCAL Context, COCO-Stuff, folders, Hugging Face.
+
+Every dataset item is ``{"image": uint8 (H, W, 3) numpy RGB, "mask": int64 (H, W) numpy with 255 =
+ignore, "id": str}``; class names and indices come from :func:`clipapro.prompts.get_class_set`.
+
+Example:
+    >>> from clipapro.data import build_dataset, list_datasets
+    >>> "voc21" in list_datasets()
+    True
+"""
+
+from .base import IGNORE_INDEX, DatasetItemError, read_image, read_label_png, reduce_zero_label
+from .cocostuff import COCOStuffDataset, convert_stuffthingmaps, raw_to_train_ids
+from .context import PascalContextDataset
+from .folder import FolderDataset
+from .hf import HFSegmentationDataset
+from .registry import DatasetSpec, build_dataset, get_dataset_spec, list_datasets, register_dataset
+from .voc import VOCDataset
+
+__all__ = [
+    "IGNORE_INDEX", "COCOStuffDataset", "DatasetItemError", "DatasetSpec", "FolderDataset",
+    "HFSegmentationDataset", "PascalContextDataset", "VOCDataset", "build_dataset", "convert_stuffthingmaps",
+    "get_dataset_spec", "list_datasets", "raw_to_train_ids", "read_image", "read_label_png",
+    "reduce_zero_label", "register_dataset",
+]
