@@ -54,7 +54,7 @@ def _to_array(cell, what: str, where: str) -> np.ndarray:
         # datasets returns untyped cells as nested lists (int64 here): accept integers within 0..255
         if arr.dtype != np.uint8:
             if not np.issubdtype(arr.dtype, np.integer) or (arr.size and (arr.min() < 0 or arr.max() > 255)):
-                raise DatasetItemError(f"{where}: image must be uint8 (or integers in 0..255), got {arr.dtype}")
+                raise DatasetItemError(f"{where}: image must be uint8 (or ints in 0..255), got {arr.dtype}")
             arr = arr.astype(np.uint8)
         return np.ascontiguousarray(arr[..., :3])
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
