@@ -1,0 +1,117 @@
+"""Rank/world helpers for ``torchrun``: one code path for a single process and for many.
+
+``torchrun --nproc_per_node=G ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and the rendezvous
+variables); without them everything runs as rank 0 of 1 and no process group is created.
+The backend is NCCL when the process drives a CUDA device and gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "barrier", "cleanup_distributed", "dist_info", "init_distributed", "shard_indices"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: ``rank`` of ``world_size``, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def dist_info() -> DistInfo:
+    """Read rank and world size from an initialised process group, else from torchrun's env vars."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+    return DistInfo(rank, world, int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(device: str, info: DistInfo) -> torch.device:
+    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; ``"cuda"`` gets the local rank."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Create the default process group when launched by torchrun with WORLD_SIZE > 1 (idempotent).
+
+    NCCL for CUDA devices, gloo otherwise. Returns the :class:`DistInfo` of this process.
+
+    Example:
+        >>> info = init_distributed(torch.device("cpu"))   # single process: no group is created
+        >>> (info.rank, info.world_size)
+        (0, 1)
+    """
+    info = dist_info()
+    if info.distributed and not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        info = dist_info()
+    return info
+
+
+def cleanup_distributed() -> None:
+    """Destroy the default process group if one exists."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for all ranks (no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks in place (no-op in a single process); returns it."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank (identity in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+    return obj
+
+
+def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
+    """The indices of ``range(n)`` that ``rank`` handles: a strided slice, so shards are disjoint,
+    their union is everything, and sizes differ by at most one.
+
+    Example:
+        >>> shard_indices(5, 1, 2)
+        [1, 3]
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must lie in [0, world_size), got rank={rank}, world_size={world_size}")
+    return list(range(rank, n, world_size))

@@ -1,0 +1,56 @@
+"""Small helpers shared by the ``pseudo-label`` and ``train`` commands: option parsing and the
+checks that must pass before any work starts (dataset, class set, output folder)."""
+
+from __future__ import annotations
+
+import ast
+
+__all__ = ["check_class_set", "load_dataset", "parse_kv"]
+
+
+def parse_kv(pairs, what: str) -> dict:
+    """``["k=v", ...]`` -> dict; values are Python literals when they parse (``3``, ``0.1``, ``True``),
+    else strings.
+
+    Example:
+        >>> parse_kv(["zeta_g=0.02", "mode=parallel"], "--refine-opt")
+        {'zeta_g': 0.02, 'mode': 'parallel'}
+    """
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def load_dataset(name: str, root, split, *, classes=None, options=None):
+    """Build a dataset from the catalog; the folder/hf readers get ``classes``."""
+    from clipapro.data import build_dataset, get_dataset_spec
+
+    spec = get_dataset_spec(name)  # unknown names fail here, naming the catalog
+    opts = dict(options or {})
+    if spec.class_set is None and classes is not None:
+        opts.setdefault("classes", classes)
+    return build_dataset(name, root, split=split, **opts)
+
+
+def check_class_set(classes, dataset):
+    """The class set for CLIP: ``classes`` (a spec) or the dataset's own; its names must equal the
+    dataset's label names in order (synonyms for prompts belong in the class file, after a colon).
+    """
+    from clipapro.prompts import get_class_set
+
+    cs = dataset.class_set if classes is None else get_class_set(classes)
+    ds_names = tuple(dataset.classes)
+    if tuple(cs.names) != ds_names:
+        diff = [(i, a, b) for i, (a, b) in enumerate(zip(cs.names, ds_names)) if a != b][:3]
+        raise ValueError(
+            f"class set {cs.name!r} ({len(cs)} classes) does not match dataset {getattr(dataset, 'name', '?')!r} "
+            f"({len(ds_names)} classes){'; first differences (index, classes, dataset): ' + str(diff) if diff else ''}"
+            "; give prompt synonyms as 'name: prompt 1, prompt 2' lines in a class file instead of renaming")
+    return cs

@@ -1,0 +1,240 @@
+"""Self-training loop: a student segmentation net on pseudo labels, resumable to the bit, DDP-ready.
+
+Loss: cross-entropy on the pseudo labels (255 ignored) plus, with ``apro_weight > 0``, APro's
+soft-label loss on the student's own prediction: the targets are ``clipapro.apro`` of the detached
+softmax, guided by the (augmented) input image, and the loss is their cross-entropy with the
+student's log-probabilities (no gradient flows through the targets). SGD with momentum and the
+"poly" schedule (lr * (1 - step/steps)^0.9, the DeepLab / mmsegmentation default).
+
+Outputs in ``OUT``: ``config.json``, ``log.jsonl`` (loss and lr every ``log_every`` steps, eval
+scores), ``checkpoints/step_*.pt``, and at the end ``model_final.pt`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from clipapro._io import write_json_atomic
+from clipapro.pseudo import checkpoint as ckpt
+from clipapro.pseudo.distributed import all_reduce_sum, barrier, dist_info
+from clipapro.pseudo.evaluate import evaluate_student
+from clipapro.pseudo.labels import config_hash
+from clipapro.pseudo.student import create_student
+from clipapro.pseudo.trainset import PseudoLabelDataset, epoch_batches, steps_per_epoch
+
+__all__ = ["TrainConfig", "apro_soft_loss", "train_student"]
+
+#: Fields that only steer a run (when to stop, log, save); changing them keeps a checkpoint usable.
+RUN_CONTROL = ("stop_at", "eval_every", "ckpt_every", "log_every", "workers", "eval_limit", "progress")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (recorded in ``config.json`` and in checkpoints)."""
+
+    num_classes: int
+    student: str = "deeplabv3_resnet101"
+    backbone_weights: str | None = None
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    crop_size: tuple = (512, 512)
+    scale_range: tuple = (0.5, 2.0)
+    flip: bool = True
+    apro_weight: float = 0.0
+    apro_options: dict = field(default_factory=dict)
+    amp: bool = True  # used on CUDA only
+    seed: int = 0
+    pseudo_hash: str | None = None
+    stop_at: int | None = None
+    eval_every: int = 0
+    ckpt_every: int = 1000
+    log_every: int = 50
+    workers: int = 0
+    eval_limit: int | None = None
+    progress: bool = True
+
+    def identity(self) -> dict:
+        """The fields that must match for a checkpoint to be resumed (run-control fields excluded)."""
+        d = asdict(self)
+        d["crop_size"], d["scale_range"] = list(self.crop_size), list(self.scale_range)
+        return {k: v for k, v in d.items() if k not in RUN_CONTROL}
+
+
+def apro_soft_loss(logits: torch.Tensor, images: torch.Tensor, **apro_options) -> torch.Tensor:
+    """APro soft-label loss: cross-entropy of ``logits`` (B, K, H, W) with ``clipapro.apro`` targets
+    computed from their own detached softmax, guided by ``images`` (B, 3, H, W) in [0, 1].
+
+    Example:
+        >>> z = torch.randn(1, 3, 8, 8, requires_grad=True)
+        >>> apro_soft_loss(z, torch.rand(1, 3, 8, 8)).backward()
+    """
+    import clipapro
+
+    probs = torch.softmax(logits.detach().float(), 1).cpu()
+    targets = clipapro.apro(probs, images.detach().float().cpu(), **apro_options).to(logits.device)
+    return -(targets * F.log_softmax(logits.float(), 1)).sum(1).mean()
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, val_dataset=None,
+                  device="cpu", resume: bool = True) -> dict:
+    """Train a student on ``train_dataset`` images with labels from ``pseudo_dir`` (None: the
+    dataset's own masks) and write checkpoints and logs to ``out_dir``.
+
+    Resumes from the newest checkpoint in ``out_dir`` when ``resume`` is set. ``config.stop_at``
+    stops early after that step (with a checkpoint), as a preemption would. Under torchrun (process
+    group initialised by the caller) the model is wrapped in DistributedDataParallel.
+
+    Returns:
+        dict with ``step``, ``last_loss`` and the last evaluation (``eval``) if any.
+
+    Example:
+        >>> # train_student(TrainConfig(num_classes=21), voc_train, pseudo_dir="pl", out_dir="run")
+    """
+    info = dist_info()
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    ident = config.identity()
+    chash = config_hash(ident)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "config.json", {"config": asdict(config), "config_hash": chash})
+    _seed_everything(config.seed + info.rank)
+
+    data = PseudoLabelDataset(train_dataset, pseudo_dir, crop_size=config.crop_size,
+                              scale_range=config.scale_range, flip=config.flip, seed=config.seed)
+    per_epoch = steps_per_epoch(len(data), config.batch_size, info.world_size)
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    model = create_student(config.student, config.num_classes, backbone_weights=config.backbone_weights)
+    model.to(device)
+    if info.distributed and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    total, power = config.steps, config.poly_power
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total) ** power)
+    use_amp = bool(config.amp) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    step = 0
+    last = ckpt.latest_checkpoint(out_dir) if resume else None
+    if last is not None:
+        step = ckpt.load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                    config_hash=chash, rank=info.rank)
+    else:
+        _seed_everything(config.seed + info.rank)
+    net = model
+    if info.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    stop = min(total, config.stop_at) if config.stop_at is not None else total
+    log = _Log(out_dir / "log.jsonl", enabled=info.is_main)
+    result = {"step": step, "last_loss": None, "eval": None}
+    from tqdm import tqdm
+
+    bar = tqdm(total=stop, initial=step, unit="step", disable=not (config.progress and info.is_main),
+               desc="train", dynamic_ncols=True)
+    net.train()
+    running, count, t0 = torch.zeros(2, dtype=torch.float64, device=device), 0, time.perf_counter()
+    while step < stop:
+        epoch, offset = divmod(step, per_epoch)
+        batches = epoch_batches(len(data), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
+                                rank=info.rank, world_size=info.world_size)[offset:]
+        # a private generator: creating a loader mid-epoch (on resume) must not draw from the global RNG
+        loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=config.workers,
+                                             pin_memory=device.type == "cuda",
+                                             generator=torch.Generator().manual_seed(config.seed + epoch))
+        for images, labels in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            loss, ce = _train_step(net, images, labels, optimizer, scaler, config, use_amp)
+            scheduler.step()
+            step += 1
+            running += torch.stack([loss.detach().double(), ce.detach().double()])
+            count += 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == stop:
+                mean = all_reduce_sum(running.clone()) / (count * info.world_size)
+                result["last_loss"] = float(mean[0])
+                log.write(step=step, loss=float(mean[0]), ce=float(mean[1]), lr=scheduler.get_last_lr()[0],
+                          steps_per_s=count / (time.perf_counter() - t0))
+                bar.set_postfix(loss=f"{float(mean[0]):.4f}")
+                running.zero_()
+                count, t0 = 0, time.perf_counter()
+            if config.ckpt_every and (step % config.ckpt_every == 0 or step == stop):
+                ckpt.save_checkpoint(out_dir, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
+                                     scaler=scaler, config=ident, config_hash=chash, is_main=info.is_main)
+                barrier()
+            if val_dataset is not None and config.eval_every and (step % config.eval_every == 0 or step == total):
+                scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
+                                          rank=info.rank, world_size=info.world_size, limit=config.eval_limit)
+                result["eval"] = scores
+                log.write(step=step, eval_mIoU=scores["mIoU"], eval_aAcc=scores["aAcc"])
+            if step >= stop:
+                break
+    bar.close()
+    result["step"] = step
+    if step >= total and info.is_main:
+        net_ = model.module if hasattr(model, "module") else model
+        with_meta = {"model": net_.state_dict(), "student": config.student, "num_classes": config.num_classes,
+                     "config": ident, "config_hash": chash}
+        from clipapro._io import atomic_path
+
+        with atomic_path(out_dir / "model_final.pt") as tmp:
+            torch.save(with_meta, tmp)
+        write_json_atomic(out_dir / "metrics.json", {"step": step, "last_loss": result["last_loss"],
+                                                     "eval": result["eval"]})
+    barrier()
+    return result
+
+
+def _train_step(net, images, labels, optimizer, scaler, config: TrainConfig, use_amp: bool):
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        logits = net(images)
+    logits = logits.float()
+    if bool((labels != 255).any()):
+        ce = F.cross_entropy(logits, labels, ignore_index=255)
+    else:  # an all-ignore crop: keep the graph (DDP needs every rank to backprop) with zero loss
+        ce = logits.sum() * 0.0
+    loss = ce
+    if config.apro_weight > 0:
+        loss = loss + config.apro_weight * apro_soft_loss(logits, images, **config.apro_options)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss, ce
+
+
+class _Log:
+    """Append-only JSON-lines log (rank 0 only)."""
+
+    def __init__(self, path: Path, *, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, **record) -> None:
+        if self.enabled:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
