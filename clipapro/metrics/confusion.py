@@ -88,6 +88,7 @@ class ConfusionMatrix:
         num_classes: K; labels are 0..K-1.
         ignore_index: ground-truth value that never counts (255).
         device: where the counts live (default: the device of the first ``update``'s target).
+        class_names: optional names (K) used as keys in the reports.
 
     ``compute()`` sums the counts over all processes when ``torch.distributed`` is initialised (a
     collective call: every rank must make it) and returns :class:`~clipapro.metrics.SegMetrics`.
@@ -99,7 +100,7 @@ class ConfusionMatrix:
         0.5
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int = 255, device=None):
+    def __init__(self, num_classes: int, *, ignore_index: int = 255, device=None, class_names=None):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
         if 0 <= ignore_index < num_classes:
@@ -107,6 +108,9 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.device = None if device is None else torch.device(device)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
+        self.class_names = None if class_names is None else tuple(class_names)
         self.reset()
 
     def reset(self) -> None:
@@ -156,8 +160,9 @@ class ConfusionMatrix:
 
     def compute(self, *, sync: bool = True) -> SegMetrics:
         """Metrics over everything seen (all processes when ``sync`` and distributed is initialised)."""
-        counts = self.synced_counts() if sync else self.counts
-        return metrics_from_counts(counts)
+        metrics = metrics_from_counts(self.synced_counts() if sync else self.counts)
+        metrics.class_names = self.class_names
+        return metrics
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

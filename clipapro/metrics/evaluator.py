@@ -132,7 +132,8 @@ def _finish(cm: ConfusionMatrix, dataset, num_images: int, skipped: list) -> Seg
         dist.all_gather_object(gathered, skipped)
         skipped = sorted(s for part in gathered for s in part)
     metrics.skipped = list(skipped)
-    metrics.class_names = tuple(getattr(dataset, "classes", ())) or None
+    names = tuple(getattr(dataset, "classes", ()))
+    metrics.class_names = names if len(names) == cm.num_classes else None
     return metrics
 
 
