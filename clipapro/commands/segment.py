@@ -1,0 +1,153 @@
+"""``clipapro segment``: open-vocabulary segmentation of image files with CLIP (+ refinement)."""
+
+from __future__ import annotations
+
+NAME = "segment"
+HELP = "segment images with a CLIP dense prediction (MaskCLIP/ClearCLIP/SCLIP/NACLIP) and refine it"
+DESCRIPTION = (
+    "Segment IMAGE files into the classes of a class set with a training-free CLIP dense prediction, "
+    "refined with the image (clipapro.refine; --no-refine skips it). Writes <stem>.png (palette label "
+    "map, value = class index) and <stem>_overlay.png per image into --out-dir. Without --pretrained the "
+    "model's usual weights tag is used (openai for ViT-B-16, RN50, ...); offline, pass a local checkpoint."
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    parser.add_argument("--classes", required=True,
+                        help="class set: a name (see `clipapro prompts`), a .txt/.json file or 'cat,dog,...'")
+    parser.add_argument("--out-dir", required=True, help="folder for <stem>.png and <stem>_overlay.png")
+    parser.add_argument("--model", default="ViT-B-16",
+                        help="open_clip model name, open_clip config .json, or transformers id/folder")
+    parser.add_argument("--pretrained", default=None,
+                        help="weights tag (openai, laion2b_s34b_b88k, ...) or local checkpoint path "
+                             "(default: the model's usual tag)")
+    parser.add_argument("--backend", default="open_clip", choices=("open_clip", "transformers"),
+                        help="library that builds the model")
+    parser.add_argument("--quick-gelu", action="store_true",
+                        help="QuickGELU activations (OpenAI weights loaded from a file)")
+    parser.add_argument("--random-init", action="store_true",
+                        help="random weights (smoke tests only: the output is meaningless)")
+    parser.add_argument("--templates", default="imagenet80",
+                        help="template set name, file, or one template containing {}")
+    parser.add_argument("--dense-mode", default="maskclip",
+                        choices=("maskclip", "clearclip", "sclip", "naclip", "vanilla"),
+                        help="last-block dense path (naclip/clearclip/sclip usually beat maskclip)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="resize the short side to this first (336 in SCLIP/NACLIP protocols)")
+    parser.add_argument("--slide-crop", type=int, default=None, help="sliding-window crop (e.g. 224)")
+    parser.add_argument("--slide-stride", type=int, default=None, help="sliding-window stride (e.g. 112)")
+    parser.add_argument("--logit-scale", type=float, default=None,
+                        help="softmax scale on cosines (default: per dense mode, 40-100)")
+    parser.add_argument("--key-smoothing", action="store_true", help="MaskCLIP key smoothing")
+    parser.add_argument("--prompt-denoise", type=float, default=None,
+                        help="drop classes whose peak probability is below this (MaskCLIP: 0.5)")
+    parser.add_argument("--bg-threshold", type=float, default=None,
+                        help="pixels with top probability below this become 'background'")
+    parser.add_argument("--no-refine", action="store_true", help="skip the refinement with the image")
+    parser.add_argument("--refine-method", default="auto",
+                        help="clipapro.refine method (auto, apro, pamr, ...)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                        help="model precision")
+    parser.add_argument("--cache-dir", default=None,
+                        help="text-classifier cache folder (default: <out-dir>/.text_cache)")
+
+
+def _check_args(args) -> None:
+    from clipapro.cli import UsageError
+
+    for opt in ("short_side", "slide_crop", "slide_stride"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {value}")
+    if args.slide_stride is not None and args.slide_crop is None:
+        raise UsageError("--slide-stride needs --slide-crop")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    if args.random_init and args.pretrained:
+        raise UsageError("--random-init and --pretrained exclude each other")
+
+
+def _refiner(method: str):
+    """clipapro.refine when it is available, else APro from the propagation ops."""
+    import types
+
+    import clipapro
+
+    try:
+        fn = clipapro.refine
+    except (AttributeError, ImportError):
+        fn = None
+    if isinstance(fn, types.ModuleType):
+        fn = getattr(fn, "refine", None)
+    if fn is not None:
+        return lambda image, probs: fn(image, probs, method=method)
+    return lambda image, probs: clipapro.apro(probs, image)
+
+
+def _load_image(path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image not found: {path}") from None
+    except Exception as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _overlay(image, labels, alpha: float):
+    import numpy as np
+
+    from clipapro._io import voc_palette
+
+    palette = np.asarray(voc_palette(), dtype=np.float32).reshape(256, 3)
+    rgb = image[0].permute(1, 2, 0).numpy() * 255.0
+    out = (1 - alpha) * rgb + alpha * palette[labels]
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def run(args) -> int:
+    _check_args(args)
+    from pathlib import Path
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from clipapro._io import atomic_path, save_label_png
+    from clipapro.clip import build_text_classifier, create_model, predict_probs
+
+    out_dir = Path(args.out_dir)
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"image not found: {missing[0]}")
+    model = create_model(args.model, pretrained=args.pretrained, backend=args.backend, device=args.device,
+                         precision=args.precision, random_init=args.random_init, quick_gelu=args.quick_gelu)
+    cache = args.cache_dir or str(out_dir / ".text_cache")
+    clf = build_text_classifier(model, args.classes, templates=args.templates, cache_dir=cache)
+    if clf.num_classes > 255:
+        raise ValueError(f"{clf.num_classes} classes do not fit a palette PNG (max 255)")
+    refine = None if args.no_refine else _refiner(args.refine_method)
+    for path in tqdm(args.images, desc="segment", unit="img", disable=len(args.images) < 2):
+        image = _load_image(path)
+        probs = predict_probs(model, image.to(args.device), clf, dense_mode=args.dense_mode,
+                              slide_crop=args.slide_crop, slide_stride=args.slide_stride,
+                              short_side=args.short_side, logit_scale=args.logit_scale,
+                              key_smoothing=args.key_smoothing, prompt_denoise=args.prompt_denoise,
+                              bg_threshold=args.bg_threshold).cpu()
+        if refine is not None:
+            probs = refine(image, probs)
+        labels = probs.argmax(dim=1)[0].numpy().astype("uint8")
+        stem = Path(path).stem
+        save_label_png(out_dir / f"{stem}.png", labels)
+        with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
+            Image.fromarray(_overlay(image, labels, args.alpha)).save(tmp, format="PNG")
+        present = sorted({int(v) for v in labels.flat})
+        print(f"{path}: " + ", ".join(f"{i}={clf.names[i]}" for i in present))
+    return 0
