@@ -33,9 +33,10 @@ def kruskal(num_nodes: int, edges: torch.Tensor, weights: torch.Tensor):
     """Kruskal over candidate edges in ascending (stable) weight order.
 
     Returns ``(parent, height, tree_edges, tree_weights)``: ``parent`` (2N-1,) int64, the parent of
-    every node of the reconstruction tree (leaves 0..N-1, internal nodes N.. in creation order, the
-    root's parent is -1); ``height`` (N-1,) the weight of each internal node; ``tree_edges``
-    (M, 2) and ``tree_weights`` (M,) the merging edges in order (M = N-1 when the edges connect).
+    every node of the reconstruction tree (leaves 0..N-1; internal nodes N..2N-2 numbered
+    breadth-first from the root N, whose parent is -1, exactly as the compiled kernel numbers
+    them); ``height`` (N-1,) the weight of each internal node in that order; ``tree_edges`` (M, 2)
+    and ``tree_weights`` (M,) the merging edges in ascending order (M = N-1 when they connect).
     """
     n = num_nodes
     order = torch.argsort(weights, stable=True).tolist()
@@ -43,7 +44,7 @@ def kruskal(num_nodes: int, edges: torch.Tensor, weights: torch.Tensor):
     w = weights.tolist()
     uf = list(range(n))
     node_of = list(range(n))
-    parent = [-1] * (2 * n - 1)
+    children = []
     height, t_edges, t_w = [], [], []
     nxt = n
     for k in order:
@@ -56,14 +57,14 @@ def kruskal(num_nodes: int, edges: torch.Tensor, weights: torch.Tensor):
             b = uf[b]
         if a == b:
             continue
-        parent[node_of[a]] = nxt
-        parent[node_of[b]] = nxt
+        children.append((node_of[a], node_of[b]))
         uf[b] = a
         node_of[a] = nxt
         height.append(w[k])
         t_edges.append(e[k])
         t_w.append(w[k])
         nxt += 1
+    parent, height = _breadth_first(n, children, height)
     dev = edges.device
     return (
         torch.tensor(parent, dtype=torch.int64, device=dev),
@@ -73,17 +74,43 @@ def kruskal(num_nodes: int, edges: torch.Tensor, weights: torch.Tensor):
     )
 
 
+def _breadth_first(n: int, children: list, created_height: list):
+    """Renumber internal nodes breadth-first from the root (root = node n), as the kernel does."""
+    parent = [-1] * (2 * n - 1)
+    if not children:
+        return parent, []
+    queue = [len(children) - 1]
+    height = []
+    head = 0
+    while head < len(queue):
+        o = queue[head]
+        self_id = n + head
+        height.append(created_height[o])
+        head += 1
+        for c in children[o]:
+            if c < n:
+                parent[c] = self_id
+            else:
+                parent[n + len(queue)] = self_id
+                queue.append(c - n)
+    return parent, height
+
+
 def _levels(parent: torch.Tensor, n: int):
-    """Group internal nodes by height above the leaves (bottom-up) and all nodes by depth (top-down)."""
+    """Group internal nodes by height above the leaves (bottom-up) and all nodes by depth (top-down).
+
+    Internal nodes are numbered breadth-first (parents before children), leaves are 0..N-1.
+    """
     p = parent.tolist()
     m = len(p)
+    order = list(range(n)) + list(range(m - 1, n - 1, -1))  # leaves, then internal children first
     up = [0] * m
-    for v in range(m - 1):  # children precede parents, so one forward pass suffices
+    for v in order:
         q = p[v]
-        if up[q] < up[v] + 1:
+        if q >= 0 and up[q] < up[v] + 1:
             up[q] = up[v] + 1
     depth = [0] * m
-    for v in range(m - 2, -1, -1):
+    for v in list(range(n + 1, m)) + list(range(n)):  # parents before children
         depth[v] = depth[p[v]] + 1
     dev = parent.device
     up_t = torch.tensor(up, device=dev)
@@ -102,8 +129,7 @@ def tree_sweep(values: torch.Tensor, parent: torch.Tensor, height: torch.Tensor,
     """
     n, c = values.shape
     if n == 1:
-        out = values.clone() if include_self else torch.zeros_like(values)
-        return out if not normalize or include_self else out
+        return values.clone() if include_self else torch.zeros_like(values)
     x = torch.cat([values, torch.ones(n, 1, dtype=values.dtype, device=values.device)], 1)
     a = torch.cat([torch.ones(n, dtype=values.dtype, device=values.device),
                    torch.exp(-height / (zeta * zeta))])
@@ -114,7 +140,7 @@ def tree_sweep(values: torch.Tensor, parent: torch.Tensor, height: torch.Tensor,
         nodes = nodes[parent[nodes] >= 0]
         s.index_add_(0, parent[nodes], s[nodes])
     t = s.clone()
-    root = 2 * n - 2
+    root = n
     t[root] = a[root] * s[root]
     for nodes in top_down:  # T(v) = T(parent) + (a(v) - a(parent)) S(v)
         par = parent[nodes]

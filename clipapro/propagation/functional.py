@@ -34,21 +34,26 @@ class KruskalTree:
     """Kruskal reconstruction trees of a batch of pixel grids, reusable across ``tree_filter`` calls.
 
     Attributes:
-        parent: (B, 2N-1) int32, parent of each node (pixels 0..N-1, merges N..2N-2 in weight
-            order; the root's parent is -1).
-        height: (B, N-1), the weight of each merge (ascending), i.e. of each MST edge.
-        edges: (B, N-1, 2) int64, the MST edges (flat pixel indices) in merge order.
+        parent: (B, 2N-1) int32, parent of each node: pixels are nodes 0..N-1, the N-1 merges are
+            nodes N..2N-2 numbered breadth-first from the root (node N, parent -1), so parents
+            precede children and the sweeps run nearly sequentially in memory.
+        height: (B, N-1), the weight of each merge node (a node is never lower than its children);
+            the largest edge on the tree path between two pixels is the height of their lowest
+            common ancestor.
+        edges: (B, N-1, 2) int64, the MST edges (flat pixel indices) in ascending weight order.
         size: (H, W).
     """
 
     parent: torch.Tensor
     height: torch.Tensor
     edges: torch.Tensor
+    edge_weights: torch.Tensor
     size: tuple[int, int]
 
     @property
     def weights(self) -> torch.Tensor:
-        return self.height
+        """(B, N-1) MST edge weights in ascending order (aligned with ``edges``)."""
+        return self.edge_weights
 
 
 def _check_guide(guide, name="guide") -> torch.Tensor:
@@ -96,20 +101,22 @@ def kruskal_tree(guide: torch.Tensor, tree: torch.Tensor | None = None) -> Krusk
     if ext is not None:
         parent, height, t_edges, t_w = ext.build_tree(
             g.numpy(), h, w, None if edges is None else edges.numpy(), _ext.num_threads())
-        return KruskalTree(torch.from_numpy(parent), torch.from_numpy(height), torch.from_numpy(t_edges), (h, w))
-    parents, heights, tes = [], [], []
+        return KruskalTree(torch.from_numpy(parent), torch.from_numpy(height), torch.from_numpy(t_edges),
+                           torch.from_numpy(t_w), (h, w))
+    parents, heights, tes, tws = [], [], [], []
     for i in range(b):
         cand = _twins.grid_edges(h, w) if edges is None else edges[i]
         if edges is not None:
             _twin_check_tree_edges(cand, h, w)
         wts = _twins.edge_weights(g[i], cand)
-        p, ht, te, _ = _twins.kruskal(h * w, cand, wts)
+        p, ht, te, tw = _twins.kruskal(h * w, cand, wts)
         if p.numel() > 1 and (ht.numel() != h * w - 1):
             raise ValueError("tree is not a spanning tree of the grid: it contains a cycle or misses pixels")
         parents.append(p.to(torch.int32))
         heights.append(ht)
         tes.append(te)
-    return KruskalTree(torch.stack(parents), torch.stack(heights), torch.stack(tes), (h, w))
+        tws.append(tw)
+    return KruskalTree(torch.stack(parents), torch.stack(heights), torch.stack(tes), torch.stack(tws), (h, w))
 
 
 def _twin_check_tree_edges(edges: torch.Tensor, h: int, w: int) -> None:
@@ -139,7 +146,7 @@ def grid_mst(guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (torch.Size([2, 19, 2]), torch.Size([2, 19]))
     """
     kt = kruskal_tree(guide)
-    return kt.edges.to(guide.device), kt.height.to(guide.device)
+    return kt.edges.to(guide.device), kt.edge_weights.to(guide.device)
 
 
 def _check_values(values, guide, vname="values", gname="guide") -> None:

@@ -1,14 +1,16 @@
-// Stable LSD radix sort of (float key, uint32 payload) pairs; keys may be float or double.
+// Stable LSD radix sort of (float key, uint32 id) items, 8-bit digits, constant digits skipped.
+//
+// Keys are mapped to unsigned integers whose order is the float order (negatives included). A
+// float key and its id pack into one uint64 (key in the high half), so each pass moves 8 bytes per
+// item; a double key travels with its id in a 16-byte item.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 namespace clipapro {
 
-// Order-preserving map from an IEEE float to an unsigned integer (negative values included).
 inline uint32_t float_key(float v) {
   uint32_t u;
   std::memcpy(&u, &v, sizeof u);
@@ -19,42 +21,67 @@ inline uint64_t float_key(double v) {
   std::memcpy(&u, &v, sizeof u);
   return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
 }
+inline float key_to_float(uint32_t k) {
+  const uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+inline double key_to_float(uint64_t k) {
+  const uint64_t u = (k & 0x8000000000000000ull) ? (k & 0x7fffffffffffffffull) : ~k;
+  double v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
 
-// Sorts `idx` (initially any payload) by `keys[k]` ascending, stably; keys are left untouched.
-// `keys` is given per element (keys[k] belongs to idx[k]). Passes whose digit is constant are skipped.
+// A sortable (key, id) item: float keys pack into one uint64, double keys use two words.
 template <typename T>
-void radix_sort_by_key(std::vector<T>& keys_in, std::vector<uint32_t>& idx) {
-  using K = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
-  constexpr int kBits = 11;
-  constexpr int kBuckets = 1 << kBits;
-  constexpr int kPasses = (8 * sizeof(K) + kBits - 1) / kBits;
-  const size_t n = idx.size();
-  std::vector<K> key(n), key2(n);
-  std::vector<uint32_t> idx2(n);
-  std::vector<uint32_t> hist(static_cast<size_t>(kPasses) * kBuckets, 0);
+struct KeyedId;
+
+template <>
+struct KeyedId<float> {
+  uint64_t packed;
+  static KeyedId make(float w, uint32_t id) { return {(uint64_t(float_key(w)) << 32) | id}; }
+  uint32_t id() const { return static_cast<uint32_t>(packed); }
+  float weight() const { return key_to_float(static_cast<uint32_t>(packed >> 32)); }
+  uint32_t digit(int pass) const { return static_cast<uint32_t>(packed >> (32 + 8 * pass)) & 0xffu; }
+  static constexpr int kPasses = 4;
+};
+
+template <>
+struct KeyedId<double> {
+  uint64_t key;
+  uint32_t id_;
+  static KeyedId make(double w, uint32_t id) { return {float_key(w), id}; }
+  uint32_t id() const { return id_; }
+  double weight() const { return key_to_float(key); }
+  uint32_t digit(int pass) const { return static_cast<uint32_t>(key >> (8 * pass)) & 0xffu; }
+  static constexpr int kPasses = 8;
+};
+
+// Sorts items by key, stably (ties keep their input order). `tmp` is scratch of the same size.
+template <typename T>
+void radix_sort(std::vector<KeyedId<T>>& items, std::vector<KeyedId<T>>& tmp) {
+  using Item = KeyedId<T>;
+  constexpr int kPasses = Item::kPasses;
+  const size_t n = items.size();
+  tmp.resize(n);
+  std::vector<uint32_t> hist(static_cast<size_t>(kPasses) * 256, 0);
   for (size_t i = 0; i < n; ++i) {
-    const K k = float_key(keys_in[i]);
-    key[i] = k;
-    for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + ((k >> (p * kBits)) & (kBuckets - 1))];
+    for (int p = 0; p < kPasses; ++p) ++hist[p * 256 + items[i].digit(p)];
   }
   for (int p = 0; p < kPasses; ++p) {
-    uint32_t* h = &hist[static_cast<size_t>(p) * kBuckets];
-    bool trivial = false;
-    for (int b = 0; b < kBuckets; ++b) {
-      if (h[b] == n) { trivial = true; break; }
+    uint32_t* h = &hist[static_cast<size_t>(p) * 256];
+    bool constant = false;
+    for (int b = 0; b < 256; ++b) {
+      if (h[b] == n) { constant = true; break; }
       if (h[b]) break;
     }
-    if (trivial) continue;
+    if (constant) continue;
     uint32_t sum = 0;
-    for (int b = 0; b < kBuckets; ++b) { const uint32_t c = h[b]; h[b] = sum; sum += c; }
-    const int shift = p * kBits;
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t pos = h[(key[i] >> shift) & (kBuckets - 1)]++;
-      key2[pos] = key[i];
-      idx2[pos] = idx[i];
-    }
-    key.swap(key2);
-    idx.swap(idx2);
+    for (int b = 0; b < 256; ++b) { const uint32_t c = h[b]; h[b] = sum; sum += c; }
+    for (size_t i = 0; i < n; ++i) tmp[h[items[i].digit(p)]++] = items[i];
+    items.swap(tmp);
   }
 }
 

@@ -1,10 +1,16 @@
 // Kruskal reconstruction tree of a pixel graph: the structure behind exact global propagation.
 //
-// Nodes 0..n-1 are pixels (leaves); every union creates internal node n+k (k-th merge), whose
-// height is the merging edge's weight. The largest edge on the MST path between two pixels is the
-// height of their lowest common ancestor, which turns the all-pairs tree filter into two sweeps.
+// Nodes 0..n-1 are pixels (leaves); the k-th union creates internal node n+k, whose height is the
+// merging edge's weight. The largest edge on the MST path between two pixels is the height of
+// their lowest common ancestor, which turns the all-pairs tree filter into two linear sweeps.
+//
+// Speed notes: grid edges are named 2*u (to the right) and 2*u+1 (downwards), so endpoints need no
+// division; one radix sort of packed (weight, id) items; the union-find stores component sizes in
+// its roots and is kept apart from the reconstruction tree, whose children are written in
+// creation order (sequential) and turned into parent links in one pass afterwards.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -13,22 +19,6 @@
 #include "common/radix_sort.h"
 
 namespace clipapro {
-
-// Number of 4-connected grid edges; edge e < H*(W-1) is horizontal, the rest are vertical.
-inline int64_t grid_edge_count(int64_t h, int64_t w) { return h * (w - 1) + (h - 1) * w; }
-
-inline void grid_edge(int64_t e, int64_t h, int64_t w, int64_t* u, int64_t* v) {
-  (void)h;
-  const int64_t nh = h * (w - 1);
-  if (e < nh) {
-    const int64_t r = e / (w - 1), c = e % (w - 1);
-    *u = r * w + c;
-    *v = *u + 1;
-  } else {
-    *u = e - nh;
-    *v = *u + w;
-  }
-}
 
 template <typename T>
 inline T squared_distance(const T* g, int64_t f, int64_t u, int64_t v) {
@@ -51,77 +41,104 @@ struct TreeBuffers {
   T* tree_weights;        // (n-1) or null
 };
 
-// Union-find with path halving and union by size; kept apart from the reconstruction tree.
+// Union-find over pixels: uf[x] >= 0 is x's parent, uf[root] = -(component size).
 class UnionFind {
  public:
-  explicit UnionFind(int64_t n) : parent_(n), size_(n, 1) {
-    for (int64_t i = 0; i < n; ++i) parent_[i] = static_cast<int32_t>(i);
-  }
-  int32_t find(int32_t a) {
-    while (parent_[a] != a) {
-      parent_[a] = parent_[parent_[a]];
-      a = parent_[a];
+  explicit UnionFind(int64_t n) : uf_(n, -1) {}
+  int32_t find(int32_t x) {
+    while (uf_[x] >= 0) {
+      const int32_t p = uf_[x];
+      if (uf_[p] >= 0) uf_[x] = uf_[p];  // path halving
+      x = p;
     }
-    return a;
+    return x;
   }
-  // Links two distinct roots; returns the new root.
+  // Links two distinct roots by size; returns the new root.
   int32_t link(int32_t a, int32_t b) {
-    if (size_[a] < size_[b]) std::swap(a, b);
-    parent_[b] = a;
-    size_[a] += size_[b];
+    if (uf_[a] > uf_[b]) std::swap(a, b);
+    uf_[a] += uf_[b];
+    uf_[b] = a;
     return a;
   }
 
  private:
-  std::vector<int32_t> parent_;
-  std::vector<int32_t> size_;
+  std::vector<int32_t> uf_;
 };
 
-// Kruskal over candidate edges (endpoints(e, &u, &v), weights w[e]); w is consumed (sorted keys).
-// With `require_tree`, the candidates must form a spanning tree: a cycle or a missing edge throws
+// Writes parent links and heights with internal nodes renumbered breadth-first from the root (the
+// root becomes node n). Parents then precede children, siblings sit together and a node's children
+// follow its parent's other children closely, so the channel sweeps walk internal nodes almost
+// sequentially instead of in the random order of creation. `child` holds the two children of each
+// merge in creation order; out.height holds heights in creation order on entry.
+template <typename T>
+void renumber_breadth_first(int64_t n, const std::vector<int32_t>& child, const TreeBuffers<T>& out) {
+  const int64_t m = n - 1;
+  std::vector<int32_t> queue(m);  // creation indices in breadth-first order
+  std::vector<T> created(out.height, out.height + m);
+  int64_t head = 0, tail = 0;
+  queue[tail++] = static_cast<int32_t>(m - 1);
+  out.parent[n] = -1;
+  while (head < tail) {
+    const int32_t o = queue[head];
+    const int32_t self = static_cast<int32_t>(n + head);
+    out.height[head] = created[o];
+    ++head;
+    for (int k = 0; k < 2; ++k) {
+      const int32_t c = child[2 * o + k];
+      if (c < n) {
+        out.parent[c] = self;
+      } else {
+        out.parent[n + tail] = self;
+        queue[tail++] = static_cast<int32_t>(c - n);
+      }
+    }
+  }
+}
+
+// Kruskal over sorted items; endpoints(id, &u, &v) names each edge. With `require_tree`, every
+// item must merge two components (the candidates are a spanning tree): otherwise
 // std::invalid_argument naming the argument "tree".
 template <typename T, typename Endpoints>
-void kruskal_build(int64_t n, std::vector<T>& w, Endpoints endpoints, bool require_tree,
+void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoints, bool require_tree,
                    const TreeBuffers<T>& out) {
-  const int64_t e_count = static_cast<int64_t>(w.size());
-  std::vector<uint32_t> order(e_count);
-  for (int64_t e = 0; e < e_count; ++e) order[e] = static_cast<uint32_t>(e);
-  radix_sort_by_key(w, order);
+  std::vector<KeyedId<T>> tmp;
+  radix_sort(items, tmp);
+  tmp.clear();
+  tmp.shrink_to_fit();
   UnionFind uf(n);
   std::vector<int32_t> node_of(n);
   for (int64_t i = 0; i < n; ++i) node_of[i] = static_cast<int32_t>(i);
-  out.parent[2 * n - 2] = -1;
-  int64_t next = n;
-  for (int64_t k = 0; k < e_count && next < 2 * n - 1; ++k) {
-    const uint32_t e = order[k];
+  std::vector<int32_t> child(2 * (n - 1));
+  int64_t m = 0;
+  const int64_t count = static_cast<int64_t>(items.size());
+  for (int64_t k = 0; k < count && m < n - 1; ++k) {
     int64_t u, v;
-    endpoints(e, &u, &v);
+    endpoints(items[k].id(), &u, &v);
     const int32_t ru = uf.find(static_cast<int32_t>(u));
     const int32_t rv = uf.find(static_cast<int32_t>(v));
     if (ru == rv) {
       if (require_tree) throw std::invalid_argument("tree is not a spanning tree of the grid: it contains a cycle");
       continue;
     }
-    const int32_t node = static_cast<int32_t>(next);
-    out.parent[node_of[ru]] = node;
-    out.parent[node_of[rv]] = node;
-    const int32_t root = uf.link(ru, rv);
-    node_of[root] = node;
-    const int64_t m = next - n;
-    out.height[m] = w[e];
+    child[2 * m] = node_of[ru];
+    child[2 * m + 1] = node_of[rv];
+    node_of[uf.link(ru, rv)] = static_cast<int32_t>(n + m);
+    const T wt = items[k].weight();
+    out.height[m] = wt;
     if (out.tree_edges) {
       out.tree_edges[2 * m] = u;
       out.tree_edges[2 * m + 1] = v;
     }
-    if (out.tree_weights) out.tree_weights[m] = w[e];
-    ++next;
+    if (out.tree_weights) out.tree_weights[m] = wt;
+    ++m;
   }
-  if (next != 2 * n - 1) {
+  if (m != n - 1) {
     throw std::invalid_argument("tree is not a spanning tree of the grid: it does not connect all pixels");
   }
+  renumber_breadth_first(n, child, out);
 }
-
 // Tree build on the full 4-connected grid, weights = squared guide distance (guide is (n, f)).
+// Candidate order (horizontal edges row by row, then vertical ones) fixes the tie-breaking.
 template <typename T>
 void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const TreeBuffers<T>& out) {
   const int64_t n = h * w;
@@ -129,14 +146,19 @@ void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const Tree
     out.parent[0] = -1;
     return;
   }
-  const int64_t e_count = grid_edge_count(h, w);
-  std::vector<T> wt(e_count);
-  for (int64_t e = 0; e < e_count; ++e) {
-    int64_t u, v;
-    grid_edge(e, h, w, &u, &v);
-    wt[e] = squared_distance(guide, f, u, v);
-  }
-  kruskal_build(n, wt, [h, w](int64_t e, int64_t* u, int64_t* v) { grid_edge(e, h, w, u, v); }, false, out);
+  std::vector<KeyedId<T>> items;
+  items.reserve(static_cast<size_t>(h * (w - 1) + (h - 1) * w));
+  for (int64_t r = 0; r < h; ++r)
+    for (int64_t c = 0; c + 1 < w; ++c) {
+      const int64_t u = r * w + c;
+      items.push_back(KeyedId<T>::make(squared_distance(guide, f, u, u + 1), static_cast<uint32_t>(2 * u)));
+    }
+  for (int64_t u = 0; u + w < n; ++u)
+    items.push_back(KeyedId<T>::make(squared_distance(guide, f, u, u + w), static_cast<uint32_t>(2 * u + 1)));
+  kruskal_build(n, items, [w](uint32_t id, int64_t* u, int64_t* v) {
+    *u = id >> 1;
+    *v = *u + ((id & 1u) ? w : 1);
+  }, false, out);
 }
 
 // Tree build on a given spanning tree (edges (n-1, 2)), weights re-computed from the guide.
@@ -148,9 +170,8 @@ void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
     out.parent[0] = -1;
     return;
   }
-  const int64_t e_count = n - 1;
-  std::vector<T> wt(e_count);
-  for (int64_t e = 0; e < e_count; ++e) {
+  std::vector<KeyedId<T>> items(n - 1);
+  for (int64_t e = 0; e < n - 1; ++e) {
     const int64_t u = edges[2 * e], v = edges[2 * e + 1];
     if (u < 0 || v < 0 || u >= n || v >= n) {
       throw std::invalid_argument("tree has an edge (" + std::to_string(u) + ", " + std::to_string(v) +
@@ -163,10 +184,12 @@ void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
       throw std::invalid_argument("tree has an edge (" + std::to_string(u) + ", " + std::to_string(v) +
                                   ") between pixels that are not 4-neighbours in the grid");
     }
-    wt[e] = squared_distance(guide, f, u, v);
+    items[e] = KeyedId<T>::make(squared_distance(guide, f, u, v), static_cast<uint32_t>(e));
   }
-  kruskal_build(n, wt, [edges](int64_t e, int64_t* u, int64_t* v) { *u = edges[2 * e]; *v = edges[2 * e + 1]; },
-                true, out);
+  kruskal_build(n, items, [edges](uint32_t e, int64_t* u, int64_t* v) {
+    *u = edges[2 * e];
+    *v = edges[2 * e + 1];
+  }, true, out);
 }
 
 }  // namespace clipapro

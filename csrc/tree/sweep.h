@@ -1,9 +1,13 @@
 // Exact all-pairs tree filter on a Kruskal reconstruction tree, in two linear sweeps.
 //
 // With a(u) = exp(-height(u)/zeta^2) for internal nodes and a(leaf) = 1, S(u) the sum of x over the
-// leaves below u, and T(root) = a(root) S(root), T(v) = T(parent) + (a(v) - a(parent)) S(v), the
-// leaf value T(i) equals sum_j a(lca(i, j)) x_j: the unnormalised global propagation. T overwrites
-// S in place (top-down), so the sweeps need one (n-1, C) buffer per channel block.
+// leaves below u, T(root) = a(root) S(root) and T(v) = T(parent) + (a(v) - a(parent)) S(v), the leaf
+// value T(i) equals sum_j a(lca(i, j)) x_j: the unnormalised global propagation. T overwrites S in
+// place (top-down), so the sweeps need one (n-1, C) buffer per channel block.
+//
+// Internal nodes are numbered breadth-first (root = node n, see kruskal.h): the bottom-up sweep runs
+// over them in reverse order, the top-down sweep in order, both nearly sequential in memory. Only
+// the leaf <-> parent steps are random; those are prefetched a few iterations ahead.
 #pragma once
 
 #include <algorithm>
@@ -21,70 +25,67 @@ struct SweepOptions {
   bool include_self = true;
 };
 
-// Bottom-up then top-down over channels [c0, c0 + cb) of x (n, c) into y (n, c), using
-// scratch s (n-1, cb). `a` has the n-1 internal affinities. z (n) is the normaliser (or null).
+constexpr int64_t kPrefetch = 8;
+
+// Bottom-up then top-down over channels [c0, c0 + cb) of x (n, c) into y (n, c), using scratch
+// s (n-1, cb). `a` has the n-1 internal affinities (breadth-first order); `up` (n-1) the parent of
+// each internal node as an internal index (up[0] unused); z (n) the normaliser or null.
 template <typename T>
 void sweep_block(int64_t n, int64_t c, int64_t c0, int64_t cb, const T* x, const int32_t* parent,
-                 const T* a, const T* z, const SweepOptions& opt, T* s, T* y) {
+                 const int32_t* up, const T* a, const T* z, const SweepOptions& opt, T* s, T* y) {
   std::fill(s, s + (n - 1) * cb, T(0));
   for (int64_t v = 0; v < n; ++v) {
+    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cb, 1);
     T* dst = s + (parent[v] - n) * cb;
     const T* src = x + v * c + c0;
     for (int64_t k = 0; k < cb; ++k) dst[k] += src[k];
   }
-  for (int64_t v = n; v < 2 * n - 2; ++v) {
-    T* dst = s + (parent[v] - n) * cb;
-    const T* src = s + (v - n) * cb;
+  for (int64_t j = n - 2; j >= 1; --j) {
+    T* dst = s + up[j] * cb;
+    const T* src = s + j * cb;
     for (int64_t k = 0; k < cb; ++k) dst[k] += src[k];
   }
-  {
-    T* root = s + (n - 2) * cb;
-    const T ar = a[n - 2];
-    for (int64_t k = 0; k < cb; ++k) root[k] *= ar;
-  }
-  for (int64_t v = 2 * n - 3; v >= n; --v) {
-    const int64_t p = parent[v] - n;
-    const T d = a[v - n] - a[p];
+  for (int64_t k = 0; k < cb; ++k) s[k] *= a[0];
+  for (int64_t j = 1; j < n - 1; ++j) {
+    const int64_t p = up[j];
+    const T d = a[j] - a[p];
     const T* tp = s + p * cb;
-    T* tv = s + (v - n) * cb;
+    T* tv = s + j * cb;
     for (int64_t k = 0; k < cb; ++k) tv[k] = tp[k] + d * tv[k];
   }
   for (int64_t v = 0; v < n; ++v) {
+    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cb, 0);
     const int64_t p = parent[v] - n;
-    const T d = T(1) - a[p];
     const T* tp = s + p * cb;
     const T* xv = x + v * c + c0;
     T* yv = y + v * c + c0;
-    if (opt.include_self) {
-      for (int64_t k = 0; k < cb; ++k) yv[k] = tp[k] + d * xv[k];
-    } else {
-      const T ap = a[p];
-      for (int64_t k = 0; k < cb; ++k) yv[k] = tp[k] - ap * xv[k];
-    }
+    const T d = opt.include_self ? T(1) - a[p] : -a[p];
     if (z) {
       const T inv = T(1) / z[v];
-      for (int64_t k = 0; k < cb; ++k) yv[k] *= inv;
+      for (int64_t k = 0; k < cb; ++k) yv[k] = (tp[k] + d * xv[k]) * inv;
+    } else {
+      for (int64_t k = 0; k < cb; ++k) yv[k] = tp[k] + d * xv[k];
     }
   }
 }
 
 // Normaliser z_i = sum_j a(lca(i, j)) (minus 1 without self), clamped away from zero.
 template <typename T>
-void sweep_normaliser(int64_t n, const int32_t* parent, const T* a, bool include_self, T* z) {
+void sweep_normaliser(int64_t n, const int32_t* parent, const int32_t* up, const T* a, bool include_self, T* z) {
   std::vector<T> s(n - 1, T(0));
   for (int64_t v = 0; v < n; ++v) s[parent[v] - n] += T(1);
-  for (int64_t v = n; v < 2 * n - 2; ++v) s[parent[v] - n] += s[v - n];
-  s[n - 2] *= a[n - 2];
-  for (int64_t v = 2 * n - 3; v >= n; --v) s[v - n] = s[parent[v] - n] + (a[v - n] - a[parent[v] - n]) * s[v - n];
+  for (int64_t j = n - 2; j >= 1; --j) s[up[j]] += s[j];
+  s[0] *= a[0];
+  for (int64_t j = 1; j < n - 1; ++j) s[j] = s[up[j]] + (a[j] - a[up[j]]) * s[j];
   const T tiny = std::numeric_limits<T>::min();
   for (int64_t v = 0; v < n; ++v) {
     const int64_t p = parent[v] - n;
-    T zv = include_self ? s[p] + (T(1) - a[p]) : s[p] - a[p];
-    z[v] = std::max(zv, tiny);
+    z[v] = std::max(include_self ? s[p] + (T(1) - a[p]) : s[p] - a[p], tiny);
   }
 }
 
 // Full tree filter of one image: x (n, c) -> y (n, c), channel blocks spread over `threads`.
+// `parent` (2n-1) and `height` (n-1) as written by kruskal_build (breadth-first internal nodes).
 template <typename T>
 void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T* height, double zeta,
                 const SweepOptions& opt, int threads, T* y) {
@@ -93,12 +94,16 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
     return;
   }
   std::vector<T> a(n - 1);
+  std::vector<int32_t> up(n - 1, 0);
   const double inv = 1.0 / (zeta * zeta);
-  for (int64_t u = 0; u < n - 1; ++u) a[u] = static_cast<T>(std::exp(-static_cast<double>(height[u]) * inv));
+  for (int64_t j = 0; j < n - 1; ++j) {
+    a[j] = static_cast<T>(std::exp(-static_cast<double>(height[j]) * inv));
+    if (j > 0) up[j] = parent[n + j] - static_cast<int32_t>(n);
+  }
   std::vector<T> z;
   if (opt.normalize) {
     z.resize(n);
-    sweep_normaliser(n, parent, a.data(), opt.include_self, z.data());
+    sweep_normaliser(n, parent, up.data(), a.data(), opt.include_self, z.data());
   }
   // Blocks of at most 16 channels keep each node's slice within one or two cache lines.
   const int64_t max_block = 16;
@@ -109,13 +114,13 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
   std::vector<std::vector<T>> scratch(workers);
   std::vector<int64_t> starts(blocks + 1, 0);
   for (int64_t b = 0; b < blocks; ++b) starts[b + 1] = starts[b] + base + (b < extra ? 1 : 0);
-  // Each worker takes blocks round-robin and reuses its own scratch buffer.
   parallel_for(workers, workers, [&](int64_t wkr) {
     std::vector<T>& s = scratch[wkr];
     for (int64_t b = wkr; b < blocks; b += workers) {
       const int64_t cb = starts[b + 1] - starts[b];
       s.resize((n - 1) * cb);
-      sweep_block(n, c, starts[b], cb, x, parent, a.data(), opt.normalize ? z.data() : nullptr, opt, s.data(), y);
+      sweep_block(n, c, starts[b], cb, x, parent, up.data(), a.data(), opt.normalize ? z.data() : nullptr, opt,
+                  s.data(), y);
     }
   });
 }

@@ -67,7 +67,7 @@ def test_compiled_equals_twin_on_larger_grids(monkeypatch):
     kt_t = kruskal_tree(guide)
     torch.testing.assert_close(compiled, twin, rtol=1e-10, atol=1e-12)
     # With ties, several MSTs exist; all share the sorted weight sequence (and hence the result).
-    torch.testing.assert_close(kt_c.height, kt_t.height, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(kt_c.edge_weights, kt_t.edge_weights, rtol=1e-12, atol=1e-14)
 
 
 def test_constant_image_gives_global_mean(backend):
@@ -191,3 +191,22 @@ def test_output_has_no_autograd_graph():
 def test_twin_kruskal_matches_internal_layout():
     edges = _twins.grid_edges(3, 4)
     assert edges.shape == (3 * 3 + 2 * 4, 2)
+
+
+def test_kruskal_tree_structure_and_twin_identity(monkeypatch):
+    guide = torch.rand(2, 1, 9, 13, dtype=torch.float64)  # one channel: identical weights in both
+    kt = kruskal_tree(guide)
+    n = 9 * 13
+    for b in range(2):
+        parent, height = kt.parent[b].long(), kt.height[b]
+        assert parent[n] == -1 and (parent[:n] >= n).all()
+        internal = torch.arange(n + 1, 2 * n - 1)
+        assert (parent[internal] < internal).all()  # breadth-first: parents precede children
+        child_h = height[internal - n]
+        assert (height[parent[internal] - n] >= child_h).all()  # a node is never lower than its children
+        torch.testing.assert_close(height.sort().values, kt.edge_weights[b])
+    if _ext.has_ext():
+        monkeypatch.setitem(_ext._STATE, "ext", None)
+        twin = kruskal_tree(guide)
+        assert torch.equal(twin.parent, kt.parent) and torch.equal(twin.edges, kt.edges)
+        torch.testing.assert_close(twin.height, kt.height, rtol=0, atol=0)
