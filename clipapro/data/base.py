@@ -58,7 +58,7 @@ def read_image(path) -> np.ndarray:
         ((366, 500, 3), dtype('uint8'))
     """
     img = _open_image(Path(path), "image")
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def read_label_png(path) -> np.ndarray:
