@@ -16,7 +16,8 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", required=True, help="catalog name (voc21, context60, cocostuff171, folder, hf:...)")
     g.add_argument("--root", default=None, help="dataset root folder")
-    g.add_argument("--split", default="train", help="split to label (e.g. train, trainaug)")
+    g.add_argument("--split", default=None,
+                   help="split to label (e.g. trainaug); default: train (folder datasets: all images)")
     g.add_argument("--classes", default=None,
                    help="class set for the text classifier (name, file or comma list); default: the dataset's")
     g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",

@@ -17,7 +17,8 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", required=True, help="catalog name (voc21, context60, cocostuff171, folder, ...)")
     g.add_argument("--root", default=None, help="dataset root folder")
-    g.add_argument("--split", default="train", help="training split (images; labels come from --pseudo-dir)")
+    g.add_argument("--split", default=None,
+                   help="training split (labels come from --pseudo-dir); default: train (folder: all images)")
     g.add_argument("--classes", default=None, help="class set for folder/hf datasets")
     g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for the dataset reader (repeatable)")

@@ -248,6 +248,16 @@ def missing_labels(out_dir, ids, *, soft: bool = False) -> list[str]:
     return [i for i in ids if not _finished(out_dir, i, soft)]
 
 
+def remove_stale_temp_files(out_dir) -> int:
+    """Delete temporary files (``.<name>.<random>.tmp``) that a killed run left in ``out_dir``;
+    call only while no process writes there. Returns how many were removed."""
+    removed = 0
+    for path in Path(out_dir).rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def mark_complete(out_dir, manifest: dict, num_images: int) -> dict:
     """Rewrite the manifest with ``complete: true`` and the image count (after all ranks finished)."""
     done = dict(manifest, complete=True, num_images=int(num_images))

@@ -29,10 +29,13 @@ def parse_kv(pairs, what: str) -> dict:
 
 
 def load_dataset(name: str, root, split, *, classes=None, options=None):
-    """Build a dataset from the catalog; the folder/hf readers get ``classes``."""
+    """Build a dataset from the catalog; the folder/hf readers get ``classes``. ``split=None`` means
+    ``train`` (a folder dataset without split files: all its images)."""
     from clipapro.data import build_dataset, get_dataset_spec
 
     spec = get_dataset_spec(name)  # unknown names fail here, naming the catalog
+    if split is None:
+        split = "train" if spec.default_split else spec.default_split
     opts = dict(options or {})
     if spec.class_set is None and classes is not None:
         opts.setdefault("classes", classes)

@@ -35,6 +35,7 @@ def clip_predictor(*, model: str, pretrained, backend: str, precision: str, devi
     (:mod:`clipapro.clip`: ``create_model``, ``build_text_classifier``, ``predict_probs``)."""
     from clipapro.clip import build_text_classifier, create_model, predict_probs
 
+    torch.manual_seed(0)  # randomly initialised models (tests, benchmarks) are then equal in every process
     net = create_model(model, pretrained=pretrained, backend=backend, device=str(device), precision=precision,
                        **(model_options or {}))
     classifier = build_text_classifier(net, class_set, templates=templates, cache_dir=text_cache)
@@ -105,6 +106,7 @@ class PseudoLabelJob:
         info = init_distributed(self.device)
         try:
             if info.is_main:
+                L.remove_stale_temp_files(self.out_dir)  # left by a killed run; nobody writes yet
                 manifest = L.prepare_manifest(self.out_dir, self.config, class_names=self.class_set.names,
                                               overwrite=self.overwrite)
             barrier()  # the manifest (and a cleared folder on --overwrite) exists before anyone writes

@@ -33,3 +33,37 @@ def write_toy_folder(root, *, n: int = 8, size=(32, 48), seed: int = 0, ids_pref
 @pytest.fixture
 def toy_root(tmp_path):
     return write_toy_folder(tmp_path / "toy")
+
+
+TINY_CLIP = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2,
+                                              "head_width": 16},
+             "text_cfg": {"width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_args(tmp_path_factory):
+    """CLI options for a tiny randomly initialised open_clip ViT (config file, no weights) and a cheap
+    APro (3 LP iterations)."""
+    import json
+
+    path = tmp_path_factory.mktemp("clip") / "tiny-vit.json"
+    path.write_text(json.dumps(TINY_CLIP))
+    return ["--model", str(path), "--model-opt", "random_init=True", "--templates", "single",
+            "--refine", "apro", "--refine-opt", "iterations=3", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture
+def voc_root(tmp_path):
+    """A two-image PASCAL VOC 2012 devkit layout (JPEGImages, SegmentationClass, ImageSets)."""
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    (base / "JPEGImages").mkdir(parents=True)
+    (base / "SegmentationClass").mkdir()
+    (base / "ImageSets" / "Segmentation").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    ids = ["2007_000001", "2007_000002"]
+    for i in ids:
+        Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(base / "JPEGImages" / f"{i}.jpg")
+        mask = Image.fromarray(rng.integers(0, 21, (24, 40), dtype=np.uint8), mode="P")
+        mask.save(base / "SegmentationClass" / f"{i}.png")
+    (base / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids) + "\n")
+    return base
