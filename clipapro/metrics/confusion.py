@@ -50,14 +50,16 @@ def confusion_counts(pred, target, num_classes: int, *, ignore_index: int = 255)
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
     k = int(num_classes)
-    valid = target != ignore_index
-    gt = target[valid]
-    if gt.numel() and (int(gt.min()) < 0 or int(gt.max()) >= k):
-        bad = torch.unique(gt[(gt < 0) | (gt >= k)])[:8].tolist()
-        raise ValueError(f"target holds labels {bad} outside 0..{k - 1} (ignore_index={ignore_index})")
-    p = pred[valid]
-    p = torch.where((p < 0) | (p >= k), torch.full_like(p, k), p)
-    return torch.bincount(gt * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)
+    t, p = target.reshape(-1), pred.reshape(-1)
+    valid = t != ignore_index
+    bad = valid & ((t < 0) | (t >= k))
+    if bool(bad.any()):
+        values = torch.unique(t[bad])[:8].tolist()
+        raise ValueError(f"target holds labels {values} outside 0..{k - 1} (ignore_index={ignore_index})")
+    # one flat bincount, no boolean gathers: ignored pixels go to an extra last bin that is dropped
+    p = torch.where((p < 0) | (p >= k), k, p)
+    index = torch.where(valid, t * (k + 1) + p, k * (k + 1))
+    return torch.bincount(index, minlength=k * (k + 1) + 1)[:-1].reshape(k, k + 1)
 
 
 def metrics_from_counts(counts: torch.Tensor) -> SegMetrics:

@@ -83,7 +83,9 @@ class _PredictionCounts:
             if pred.shape != mask.shape:
                 raise ValueError(f"prediction {path} is {pred.shape[1]}x{pred.shape[0]} (WxH) but its "
                                  f"label map is {mask.shape[1]}x{mask.shape[0]}")
-            return {"id": sid, "counts": confusion_counts(pred, mask, self.k, ignore_index=self.ignore)}
+            # numpy, not a tensor: a tensor would travel through a shared-memory segment per sample
+            counts = confusion_counts(pred, mask, self.k, ignore_index=self.ignore).numpy()
+            return {"id": sid, "counts": counts}
         except (ValueError, OSError) as err:
             return {"id": sid, "error": str(err)}
 
@@ -166,7 +168,7 @@ def evaluate_predictions(dataset, pred_dir, *, num_workers: int = 0, skip_corrup
         if "error" in rec:
             _handle_error(rec, skip_corrupt, skipped)
             continue
-        cm.add_counts(rec["counts"])
+        cm.add_counts(torch.from_numpy(rec["counts"]))
         seen += 1
     return _finish(cm, dataset, seen, skipped)
 
