@@ -14,12 +14,13 @@ HELP = "write APro-refined CLIP pseudo labels for a dataset split (resumable, to
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", required=True, help="catalog name (voc21, context60, cocostuff171, folder, hf:...)")
+    g.add_argument("--dataset", required=True,
+                   help="catalog name (voc21, context60, cocostuff171, folder, hf:...)")
     g.add_argument("--root", default=None, help="dataset root folder")
     g.add_argument("--split", default=None,
                    help="split to label (e.g. trainaug); default: train (folder datasets: all images)")
     g.add_argument("--classes", default=None,
-                   help="class set for the text classifier (name, file or comma list); default: the dataset's")
+                   help="class set of the text classifier (name, file, comma list); default: the dataset's")
     g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for the dataset reader (repeatable)")
     g.add_argument("--limit", type=int, default=None, help="label only the first N images (smoke runs)")

@@ -15,7 +15,8 @@ HELP = "self-train a student segmentation net on pseudo labels (resumable, DDP u
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", required=True, help="catalog name (voc21, context60, cocostuff171, folder, ...)")
+    g.add_argument("--dataset", required=True,
+                   help="catalog name (voc21, context60, cocostuff171, folder, ...)")
     g.add_argument("--root", default=None, help="dataset root folder")
     g.add_argument("--split", default=None,
                    help="training split (labels come from --pseudo-dir); default: train (folder: all images)")

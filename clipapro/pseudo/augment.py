@@ -23,7 +23,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
         >>> sample_seed(0, 0, 1) == sample_seed(0, 0, 1) != sample_seed(0, 1, 1)
         True
     """
-    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1, np.uint64)
+    return int(state[0] >> 1)
 
 
 def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0.5, 2.0),

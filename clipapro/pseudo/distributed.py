@@ -45,7 +45,7 @@ def dist_info() -> DistInfo:
 
 
 def resolve_device(device: str, info: DistInfo) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; ``"cuda"`` gets the local rank."""
+    """``"auto"``: ``cuda:<local_rank>`` if CUDA is available, else CPU; ``"cuda"`` gets the local rank."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)

@@ -51,9 +51,10 @@ def check_class_set(classes, dataset):
     cs = dataset.class_set if classes is None else get_class_set(classes)
     ds_names = tuple(dataset.classes)
     if tuple(cs.names) != ds_names:
-        diff = [(i, a, b) for i, (a, b) in enumerate(zip(cs.names, ds_names)) if a != b][:3]
+        diff = [(i, a, b) for i, (a, b) in enumerate(zip(cs.names, ds_names, strict=False)) if a != b][:3]
         raise ValueError(
-            f"class set {cs.name!r} ({len(cs)} classes) does not match dataset {getattr(dataset, 'name', '?')!r} "
-            f"({len(ds_names)} classes){'; first differences (index, classes, dataset): ' + str(diff) if diff else ''}"
+            f"class set {cs.name!r} ({len(cs)} classes) does not match dataset "
+            f"{getattr(dataset, 'name', '?')!r} ({len(ds_names)} classes)"
+            f"{'; first differences (index, classes, dataset): ' + str(diff) if diff else ''}"
             "; give prompt synonyms as 'name: prompt 1, prompt 2' lines in a class file instead of renaming")
     return cs

@@ -138,8 +138,8 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     step = 0
     last = ckpt.latest_checkpoint(out_dir) if resume else None
     if last is not None:
-        step = ckpt.load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                    config_hash=chash, rank=info.rank)
+        step = ckpt.load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler,
+                                    scaler=scaler, config_hash=chash, rank=info.rank)
     else:
         _seed_everything(config.seed + info.rank)
     net = model
@@ -180,10 +180,12 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
                 running.zero_()
                 count, t0 = 0, time.perf_counter()
             if config.ckpt_every and (step % config.ckpt_every == 0 or step == stop):
-                ckpt.save_checkpoint(out_dir, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
-                                     scaler=scaler, config=ident, config_hash=chash, is_main=info.is_main)
+                ckpt.save_checkpoint(out_dir, step=step, model=model, optimizer=optimizer,
+                                     scheduler=scheduler, scaler=scaler, config=ident, config_hash=chash,
+                                     is_main=info.is_main)
                 barrier()
-            if val_dataset is not None and config.eval_every and (step % config.eval_every == 0 or step == total):
+            due = config.eval_every and (step % config.eval_every == 0 or step == total)
+            if val_dataset is not None and due:
                 scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
                                           rank=info.rank, world_size=info.world_size, limit=config.eval_limit)
                 result["eval"] = scores

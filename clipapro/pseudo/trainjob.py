@@ -26,11 +26,11 @@ def read_pseudo_manifest(pseudo_dir, dataset) -> dict:
     """Load ``pseudo_dir/manifest.json`` and check it matches ``dataset`` (class names, all labels)."""
     path = Path(pseudo_dir) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --pseudo-dir must be an output of `clipapro pseudo-label`")
+        raise FileNotFoundError(f"{path} not found: --pseudo-dir must be a `clipapro pseudo-label` output")
     manifest = json.loads(path.read_text())
     if list(manifest.get("classes", [])) != list(dataset.classes):
-        raise ValueError(f"pseudo labels in {pseudo_dir} use classes {manifest.get('classes')} but the dataset has "
-                         f"{list(dataset.classes)}")
+        raise ValueError(f"pseudo labels in {pseudo_dir} use classes {manifest.get('classes')} but the "
+                         f"dataset has {list(dataset.classes)}")
     missing = missing_labels(pseudo_dir, item_ids(dataset))
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {len(dataset)} training images have no pseudo label in "
@@ -67,7 +67,8 @@ class TrainJob:
         train_set = load_dataset(args.dataset, args.root, args.split, classes=args.classes, options=opts)
         val_set = None
         if args.val_split and args.eval_every:
-            val_set = load_dataset(args.dataset, args.root, args.val_split, classes=args.classes, options=opts)
+            val_set = load_dataset(args.dataset, args.root, args.val_split, classes=args.classes,
+                                   options=opts)
         pseudo_hash = None
         if not args.clean_labels:
             pseudo_hash = read_pseudo_manifest(args.pseudo_dir, train_set).get("config_hash")
@@ -97,7 +98,8 @@ class TrainJob:
     def run(self) -> dict:
         self.info = init_distributed(self.device)
         try:
-            return train_student(self.config, self.train_set, pseudo_dir=self.pseudo_dir, out_dir=self.out_dir,
-                                 val_dataset=self.val_set, device=self.device, resume=self.resume)
+            return train_student(self.config, self.train_set, pseudo_dir=self.pseudo_dir,
+                                 out_dir=self.out_dir, val_dataset=self.val_set, device=self.device,
+                                 resume=self.resume)
         finally:
             cleanup_distributed()

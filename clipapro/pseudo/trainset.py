@@ -42,8 +42,8 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             missing = missing_labels(self.pseudo_dir, self.ids)
             if missing:
                 raise FileNotFoundError(
-                    f"{len(missing)} of {len(self.ids)} images have no pseudo label in {self.pseudo_dir}/labels "
-                    f"(first: {missing[:3]}); run `clipapro pseudo-label` to finish them")
+                    f"{len(missing)} of {len(self.ids)} images have no pseudo label in "
+                    f"{self.pseudo_dir}/labels (first: {missing[:3]}); finish `clipapro pseudo-label`")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,9 +57,11 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             image = load_image(self.dataset, index)
             label = read_label_png(label_path(self.pseudo_dir, self.ids[index]))
             if label.shape != image.shape[:2]:
-                raise ValueError(f"pseudo label of {self.ids[index]!r} is {label.shape}, image {image.shape[:2]}")
-        img, lab = random_scale_crop_flip(image, label, crop_size=self.crop_size, scale_range=self.scale_range,
-                                          flip=self.flip, seed=sample_seed(self.seed, epoch, index))
+                raise ValueError(f"pseudo label of {self.ids[index]!r} is {label.shape}, "
+                                 f"its image {image.shape[:2]}")
+        img, lab = random_scale_crop_flip(image, label, crop_size=self.crop_size,
+                                          scale_range=self.scale_range, flip=self.flip,
+                                          seed=sample_seed(self.seed, epoch, index))
         return img, lab
 
 
@@ -67,7 +69,8 @@ def steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:
     """Full global batches per epoch (the last partial batch is dropped)."""
     per = n // (batch_size * world_size)
     if per < 1:
-        raise ValueError(f"{n} training images cannot fill one global batch of {batch_size} x {world_size} ranks")
+        raise ValueError(f"{n} training images cannot fill one global batch of {batch_size} images "
+                         f"x {world_size} ranks")
     return per
 
 

@@ -25,8 +25,9 @@ def write_toy_folder(root, *, n: int = 8, size=(32, 48), seed: int = 0, ids_pref
             img[top:top + rh, left:left + rw] = rng.normal(colour, 12, (rh, rw, 3))
             mask[top:top + rh, left:left + rw] = cls
         mask[0, :3] = 255  # a few void pixels, as in VOC
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"{ids_prefix}{k:02d}.png")
-        Image.fromarray(mask, mode="L").save(root / "masks" / f"{ids_prefix}{k:02d}.png")
+        name = f"{ids_prefix}{k:02d}.png"
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / name)
+        Image.fromarray(mask, mode="L").save(root / "masks" / name)
     return root
 
 
@@ -62,7 +63,8 @@ def voc_root(tmp_path):
     rng = np.random.default_rng(1)
     ids = ["2007_000001", "2007_000002"]
     for i in ids:
-        Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(base / "JPEGImages" / f"{i}.jpg")
+        image = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
+        image.save(base / "JPEGImages" / f"{i}.jpg")
         mask = Image.fromarray(rng.integers(0, 21, (24, 40), dtype=np.uint8), mode="P")
         mask.save(base / "SegmentationClass" / f"{i}.png")
     (base / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids) + "\n")

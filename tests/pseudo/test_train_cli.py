@@ -17,8 +17,9 @@ from .conftest import CLASSES
 
 
 def _train_argv(root, out, *extra):
-    return ["train", "--dataset", "folder", "--root", str(root), "--classes", CLASSES, "--student", "tiny_fcn",
-            "--steps", "4", "--batch-size", "2", "--crop-size", "32", "32", "--workers", "0",
+    return ["train", "--dataset", "folder", "--root", str(root), "--classes", CLASSES,
+            "--student", "tiny_fcn", "--steps", "4", "--batch-size", "2", "--crop-size", "32", "32",
+            "--workers", "0",
             "--ckpt-every", "2", "--log-every", "1", "--no-progress", "--out", str(out), *extra]
 
 
@@ -27,8 +28,8 @@ def test_train_on_pseudo_labels_with_eval(toy_root, tiny_clip_args, tmp_path, ca
     assert main(["pseudo-label", "--dataset", "folder", "--root", str(toy_root), "--classes", CLASSES,
                  "--out-dir", str(pl), *tiny_clip_args]) == 0
     out = tmp_path / "run"
-    assert main(_train_argv(toy_root, out, "--pseudo-dir", str(pl), "--val-split", "all", "--eval-every", "4",
-                            "--apro-weight", "0.5", "--apro-opt", "iterations=2")) == 0
+    assert main(_train_argv(toy_root, out, "--pseudo-dir", str(pl), "--val-split", "all",
+                            "--eval-every", "4", "--apro-weight", "0.5", "--apro-opt", "iterations=2")) == 0
     assert "mIoU" in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["pseudo_hash"] == json.loads((pl / "manifest.json").read_text())["config_hash"]
@@ -36,7 +37,8 @@ def test_train_on_pseudo_labels_with_eval(toy_root, tiny_clip_args, tmp_path, ca
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002.pt", "step_0000004.pt"]
 
 
-@pytest.mark.parametrize("case", ["dataset", "student", "pseudo_missing", "pseudo_incomplete", "out", "apro_opt"])
+@pytest.mark.parametrize("case", ["dataset", "student", "pseudo_missing", "pseudo_incomplete", "out",
+                                  "apro_opt"])
 def test_bad_training_configuration(case, toy_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("clipapro.pseudo.trainjob.train_student",
                         lambda *a, **k: pytest.fail("training started before the checks"))
@@ -46,7 +48,8 @@ def test_bad_training_configuration(case, toy_root, tmp_path, capsys, monkeypatc
     blocker = tmp_path / "file"
     blocker.write_text("x")
     argv = _train_argv(toy_root, tmp_path / "run", "--pseudo-dir", str(pl))
-    expect = {"dataset": "unknown dataset", "student": "unknown student", "pseudo_missing": "manifest.json not found",
+    expect = {"dataset": "unknown dataset", "student": "unknown student",
+              "pseudo_missing": "manifest.json not found",
               "pseudo_incomplete": "8 of 8 training images have no pseudo label", "out": "not writable",
               "apro_opt": "--apro-opt"}[case]
     if case == "dataset":
