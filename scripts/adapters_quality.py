@@ -164,7 +164,7 @@ def miou(conf, classes):
         inter = conf[c, c]
         union = conf[c, :].sum() + conf[:, c].sum() - inter
         ious.append(inter / union if union else 1.0)
-    return float(np.mean(ious)), {int(c): float(i) for c, i in zip(classes, ious)}
+    return float(np.mean(ious)), {int(c): float(i) for c, i in zip(classes, ious, strict=True)}
 
 
 def run(samples, methods, make_pred):

@@ -90,7 +90,8 @@ def _check_instance_inputs(mask_probs, image, boxes):
         raise ValueError(f"image must be ONE image (F, H, W) or (1, F, H, W), got {tuple(image.shape)}")
     h, w = image.shape[-2:]
     if mask_probs.shape[-2:] != (h, w):
-        raise ValueError(f"mask_probs {tuple(mask_probs.shape)} and image {tuple(image.shape)} must share H x W")
+        raise ValueError(f"mask_probs {tuple(mask_probs.shape)} and image {tuple(image.shape)} must share "
+                         "H x W")
     b = check_boxes(boxes, h, w)
     if b.shape[0] != mask_probs.shape[0]:
         raise ValueError(f"boxes has {b.shape[0]} rows but mask_probs has {mask_probs.shape[0]} instances")
@@ -102,7 +103,8 @@ def box_apro_targets(mask_probs: torch.Tensor, image: torch.Tensor, boxes, *, tr
                      zeta_g: float = BOX_APRO_DEFAULTS["zeta_g"],
                      zeta_label: float = BOX_APRO_DEFAULTS["zeta_label"], label_gp: bool = True,
                      kernel_size: int = BOX_APRO_DEFAULTS["kernel_size"],
-                     dilation: int = BOX_APRO_DEFAULTS["dilation"], zeta_s: float = BOX_APRO_DEFAULTS["zeta_s"],
+                     dilation: int = BOX_APRO_DEFAULTS["dilation"],
+                     zeta_s: float = BOX_APRO_DEFAULTS["zeta_s"],
                      iterations: int = BOX_APRO_DEFAULTS["iterations"]):
     """APro's two soft pseudo masks for the M instances of one image, zero outside their boxes.
 
@@ -151,7 +153,7 @@ def box_apro_targets(mask_probs: torch.Tensor, image: torch.Tensor, boxes, *, tr
     return AProTargets(g * inside, lp * inside)
 
 
-def box_projection_loss(mask_probs: torch.Tensor, boxes_mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def box_projection_loss(mask_probs: torch.Tensor, boxes_mask: torch.Tensor, eps: float = 1e-5):
     """BoxInst projection term per instance: dice(max_y mask, max_y box) + dice(max_x mask, max_x box).
 
     ``dice(p, q) = 1 - (2 sum(pq) + eps) / (sum p^2 + sum q^2 + eps)`` (exactly 0 when p = q).
@@ -182,7 +184,8 @@ class BoxAProLoss(nn.Module):
     """
 
     def __init__(self, *, projection_weight: float = BOX_LOSS_WEIGHTS["projection"],
-                 global_weight: float = BOX_LOSS_WEIGHTS["global"], local_weight: float = BOX_LOSS_WEIGHTS["local"],
+                 global_weight: float = BOX_LOSS_WEIGHTS["global"],
+                 local_weight: float = BOX_LOSS_WEIGHTS["local"],
                  **apro_options):
         super().__init__()
         self.weights = {

@@ -63,8 +63,8 @@ def read_scribble_png(path, *, size: tuple[int, int] | None = None, num_classes:
                          f"{mode}; colour scribbles must first be mapped to class indices")
     labels = arr.astype(np.int64)
     if size is not None and tuple(labels.shape) != tuple(size):
-        raise ValueError(f"scribble PNG {path} is {labels.shape[0]}x{labels.shape[1]} (H x W) but the image is "
-                         f"{size[0]}x{size[1]}")
+        raise ValueError(f"scribble PNG {path} is {labels.shape[0]}x{labels.shape[1]} (H x W) but the image "
+                         f"is {size[0]}x{size[1]}")
     labelled = labels != ignore_index
     if not labelled.any():
         raise ValueError(f"scribble PNG {path} has no labelled pixel (every pixel is {ignore_index})")

@@ -37,11 +37,13 @@ def check_sparse_labels(labels, logits, *, ignore_index: int = IGNORE_INDEX, nam
     """Validate (B, H, W) integer labels against (B, K, H, W) logits; returns labels unchanged."""
     check_tensor(labels, name, ndim=3, dtypes=(torch.int64, torch.int32, torch.uint8, torch.int16))
     if labels.shape[0] != logits.shape[0] or labels.shape[-2:] != logits.shape[-2:]:
-        raise ValueError(f"{name} {tuple(labels.shape)} must be (B, H, W) matching logits {tuple(logits.shape)}")
+        raise ValueError(f"{name} {tuple(labels.shape)} must be (B, H, W) matching logits "
+                         f"{tuple(logits.shape)}")
     k = logits.shape[1]
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= k))
     if bool(bad.any()):
-        raise ValueError(f"{name} has class {int(labels[bad][0])} outside [0, {k}) (unlabelled = {ignore_index})")
+        raise ValueError(f"{name} has class {int(labels[bad][0])} outside [0, {k}) "
+                         f"(unlabelled = {ignore_index})")
     return labels
 
 

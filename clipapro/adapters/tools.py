@@ -26,8 +26,10 @@ IGNORE_INDEX = 255
 #: Defaults chosen on the 5 VOC photos with scripts/adapters_quality.py (README "Box and scribble adapters").
 BOX_TOOL_DEFAULTS = {"bins": 16, "rounds": 4, "ring": 0.15, "fg_prior": 0.5, "zeta_g": 0.01,
                      "zeta_label": 0.07, "zeta_s": 0.05, "iterations": 20, "threshold": 0.5}
-SCRIBBLE_TOOL_DEFAULTS = {"bins": 16, "zeta_seed": 0.1, "colour_weight": 1.0, "zeta_g": 0.01,
-                          "zeta_s": 0.05, "iterations": 20, "rounds": 2}
+_B = BOX_TOOL_DEFAULTS
+SCRIBBLE_TOOL_DEFAULTS = {"bins": 16, "zeta_seed": 0.1, "colour_weight": 1.0, "reach_weight": 1.0,
+                          "spatial": 1.0, "zeta_g": 0.01, "zeta_s": 0.05, "iterations": 20, "rounds": 2}
+_S = SCRIBBLE_TOOL_DEFAULTS
 
 
 def _check_image(image) -> torch.Tensor:
@@ -83,11 +85,10 @@ def colour_likelihoods(image: torch.Tensor, weights: torch.Tensor, *, bins: int 
 
 
 @torch.no_grad()
-def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = BOX_TOOL_DEFAULTS["bins"],
-                 rounds: int = BOX_TOOL_DEFAULTS["rounds"], ring: float = BOX_TOOL_DEFAULTS["ring"],
-                 fg_prior: float = BOX_TOOL_DEFAULTS["fg_prior"], zeta_g: float = BOX_TOOL_DEFAULTS["zeta_g"],
-                 zeta_label: float = BOX_TOOL_DEFAULTS["zeta_label"], zeta_s: float = BOX_TOOL_DEFAULTS["zeta_s"],
-                 iterations: int = BOX_TOOL_DEFAULTS["iterations"]) -> torch.Tensor:
+def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = _B["bins"], rounds: int = _B["rounds"],
+                 ring: float = _B["ring"], fg_prior: float = _B["fg_prior"], zeta_g: float = _B["zeta_g"],
+                 zeta_label: float = _B["zeta_label"], zeta_s: float = _B["zeta_s"],
+                 iterations: int = _B["iterations"]) -> torch.Tensor:
     """Soft foreground masks of boxed objects: (M, H, W) float64 in [0, 1], zero outside each box.
 
     Each round re-estimates every instance's foreground colour model (box pixels weighted by the
@@ -118,7 +119,8 @@ def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = BOX_TOOL_
                        (b[:, 2] + margin).clamp_max(w), (b[:, 3] + margin).clamp_max(h)], 1)
     outside = box_masks(big, h, w).to(torch.float64) - inside
     # a box touching all image borders has no ring: use a thin band just inside its border instead
-    band = inside - box_masks(b + torch.tensor([3.0, 3.0, -3.0, -3.0], dtype=torch.float64), h, w).to(torch.float64)
+    shrunk = b + torch.tensor([3.0, 3.0, -3.0, -3.0], dtype=torch.float64)
+    band = inside - box_masks(shrunk, h, w).to(torch.float64)
     empty = outside.flatten(1).sum(1) < 1
     outside[empty] = band[empty].clamp_min(0)
     kt = tree if tree is not None else kruskal_tree(img[None])
@@ -165,11 +167,11 @@ def _check_scribbles(scribbles, h: int, w: int, ignore_index: int) -> torch.Tens
 
 @torch.no_grad()
 def scribble_to_probs(image: torch.Tensor, scribbles, *, ignore_index: int = IGNORE_INDEX, tree=None,
-                      bins: int = SCRIBBLE_TOOL_DEFAULTS["bins"], zeta_seed: float = SCRIBBLE_TOOL_DEFAULTS["zeta_seed"],
-                      colour_weight: float = SCRIBBLE_TOOL_DEFAULTS["colour_weight"],
-                      zeta_g: float = SCRIBBLE_TOOL_DEFAULTS["zeta_g"], zeta_s: float = SCRIBBLE_TOOL_DEFAULTS["zeta_s"],
-                      iterations: int = SCRIBBLE_TOOL_DEFAULTS["iterations"],
-                      rounds: int = SCRIBBLE_TOOL_DEFAULTS["rounds"]):
+                      bins: int = _S["bins"], zeta_seed: float = _S["zeta_seed"],
+                      colour_weight: float = _S["colour_weight"], reach_weight: float = _S["reach_weight"],
+                      spatial: float | None = _S["spatial"], zeta_g: float = _S["zeta_g"],
+                      zeta_s: float = _S["zeta_s"], iterations: int = _S["iterations"],
+                      rounds: int = _S["rounds"]):
     """Class probabilities from scribbles: ``(classes (C,) int64, probs (C, H, W) float64)``.
 
     Unary = (tree-propagated seed mass, i.e. a soft minimax-path nearest seed, ``zeta_seed``) x
@@ -192,8 +194,14 @@ def scribble_to_probs(image: torch.Tensor, scribbles, *, ignore_index: int = IGN
     if classes.numel() == 1:
         return classes, torch.ones(1, h, w, dtype=torch.float64)
     kt = tree if tree is not None else kruskal_tree(img[None])
-    reach = tree_filter(seeds[None], kt, zeta=zeta_seed, normalize=False)[0] + 1e-300
-    unary = torch.log(reach)
+    # seeds of each class carry unit total mass, so a class is not favoured for having longer strokes
+    mass = seeds / seeds.flatten(1).sum(1)[:, None, None]
+    reach = tree_filter(mass[None], kt, zeta=zeta_seed, normalize=False)[0] + 1e-300
+    unary = reach_weight * torch.log(reach)
+    if spatial:
+        # distances in units of the typical gap between scribbles: dense scribbles trust space more
+        dist = _seed_distances(seeds)
+        unary = unary - dist / (spatial * dist.amin(0).mean().clamp_min(1.0))
     if colour_weight > 0:
         unary = unary + colour_weight * torch.log(colour_likelihoods(img, seeds, bins=bins))
     probs = torch.softmax(unary, 0)
@@ -203,6 +211,13 @@ def scribble_to_probs(image: torch.Tensor, scribbles, *, ignore_index: int = IGN
         loc = local_filter(probs[None], img[None], zeta=zeta_s, iterations=iterations)
         probs = (0.5 * (g + loc))[0]
     return classes, torch.where(known, seeds, probs)
+
+
+def _seed_distances(seeds: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) Euclidean distance of every pixel to the nearest seed of each class (scipy EDT)."""
+    from scipy import ndimage
+
+    return torch.stack([torch.from_numpy(ndimage.distance_transform_edt(~s.bool().numpy())) for s in seeds])
 
 
 def scribble_to_mask(image: torch.Tensor, scribbles, **options) -> torch.Tensor:

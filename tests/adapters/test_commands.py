@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipapro._io import save_label_png
+from clipapro.cli import main
+
+
+@pytest.fixture
+def photo(tmp_path):
+    arr = np.zeros((40, 50, 3), np.uint8)
+    arr[:] = (40, 120, 60)
+    arr[10:30, 12:38] = (220, 60, 60)
+    path = tmp_path / "photo.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_box2mask_writes_instance_png(photo, tmp_path, capsys):
+    out = tmp_path / "m.png"
+    assert main(["box2mask", str(photo), "--boxes", "8,6,42,34; 0,0,6,6", "--out", str(out)]) == 0
+    m = np.array(Image.open(out))
+    assert m.shape == (40, 50) and m[20, 25] == 1 and m[2, 45] == 0 and m[8, 10] == 0
+    assert "2 instance(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("boxes, msg", [
+    ("1,2,3", "4 numbers"), ("1,2,a,4", "non-numeric"), ("0,0,60,10", "outside"), ("5,5,2,9", "x1 > x0"),
+    (";", "at least one")])
+def test_box2mask_bad_boxes_exit_2(photo, tmp_path, capsys, boxes, msg):
+    assert main(["box2mask", str(photo), "--boxes", boxes, "--out", str(tmp_path / "m.png")]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_scribble2mask_png_and_points(photo, tmp_path):
+    s = np.full((40, 50), 255)
+    s[20, 15:35] = 15
+    s[2, :] = 0
+    save_label_png(tmp_path / "s.png", s)
+    out = tmp_path / "m.png"
+    assert main(["scribble2mask", str(photo), str(tmp_path / "s.png"), "--out", str(out)]) == 0
+    m = np.array(Image.open(out))
+    assert m[20, 25] == 15 and m[35, 5] == 0
+    pts = '{"points": [{"x": 25, "y": 20, "class": 2}, {"x": 2, "y": 2, "class": 0}]}'
+    (tmp_path / "p.json").write_text(pts)
+    assert main(["scribble2mask", str(photo), str(tmp_path / "p.json"), "--out", str(out)]) == 0
+    assert np.array(Image.open(out))[15, 30] == 2
+
+
+def test_scribble2mask_wrong_size_is_a_clear_error(photo, tmp_path, capsys):
+    save_label_png(tmp_path / "s.png", np.zeros((10, 10)))
+    assert main(["scribble2mask", str(photo), str(tmp_path / "s.png"), "--out", str(tmp_path / "m.png")]) == 1
+    assert "10x10 (H x W) but the image is 40x50" in capsys.readouterr().err
+    assert main(["scribble2mask", str(tmp_path / "nope.png"), str(tmp_path / "s.png"), "--out", "x.png"]) == 1
