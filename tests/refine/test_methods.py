@@ -1,0 +1,102 @@
+"""Each refiner against an obviously right reference on tiny grids."""
+
+import numpy as np
+import pytest
+import torch
+
+import clipapro
+from clipapro.refine.crf_tree import crf_tree, rgb_to_lab
+from clipapro.refine.pamr import pamr
+
+
+def _path_max(n, edges, weights):
+    """O(N^2) largest edge weight on the tree path between every pair of nodes (BFS from each)."""
+    adj = [[] for _ in range(n)]
+    for (a, b), w in zip(edges.tolist(), weights.tolist(), strict=True):
+        adj[a].append((b, w))
+        adj[b].append((a, w))
+    m = np.zeros((n, n))
+    for s in range(n):
+        seen, stack = {s}, [(s, 0.0)]
+        while stack:
+            u, best = stack.pop()
+            m[s, u] = best
+            for v, w in adj[u]:
+                if v not in seen:
+                    seen.add(v)
+                    stack.append((v, max(best, w)))
+    return m
+
+
+@pytest.mark.parametrize("norm", ["row", "sym", "none"])
+def test_crf_tree_matches_dense_mean_field(norm):
+    torch.manual_seed(0)
+    h, w, k = 4, 5, 3
+    img = torch.rand(1, 3, h, w, dtype=torch.float64)
+    p = torch.softmax(torch.randn(1, k, h, w, dtype=torch.float64), 1)
+    zeta, wt, eps, iters = 0.4, 2.0, 1e-4, 3
+    edges, weights = clipapro.grid_mst(img)
+    a = np.exp(-_path_max(h * w, edges[0], weights[0]) / zeta**2)
+    np.fill_diagonal(a, 0.0)  # self-excluded message
+    mass = a.sum(1, keepdims=True)
+    pf = p[0].reshape(k, -1).T.numpy()
+    unary = np.log(np.maximum(pf, eps))
+    q = pf
+    for _ in range(iters):
+        if norm == "row":
+            msg = a @ q / mass
+        elif norm == "sym":
+            msg = (a @ (q / np.sqrt(mass))) / np.sqrt(mass)
+        else:
+            msg = a @ q
+        logit = unary + wt * msg
+        q = np.exp(logit - logit.max(1, keepdims=True))
+        q /= q.sum(1, keepdims=True)
+    out = crf_tree(img, p, zeta=zeta, w_tree=wt, iterations=iters, norm=norm, eps=eps)
+    np.testing.assert_allclose(out[0].reshape(k, -1).T.numpy(), q, atol=1e-8)
+
+
+def test_crf_tree_suppresses_absent_classes():
+    img = torch.rand(1, 3, 6, 6)
+    p = torch.full((1, 4, 6, 6), 0.02)
+    p[:, 0] = 0.5
+    p[:, 1] = 0.44
+    p[:, 1, 0, 0] = 0.9  # class 1 peaks at 0.9 once; classes 2 and 3 never exceed 0.02
+    p[:, 0, 0, 0] = 0.04
+    out = crf_tree(img, p, suppress=0.1)
+    assert float(out[:, 2:].abs().max()) == 0.0
+    torch.testing.assert_close(out.sum(1), torch.ones(1, 6, 6))
+
+
+def test_lab_of_known_colours():
+    rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]).T.reshape(1, 3, 3, 1)
+    lab = rgb_to_lab(rgb)[0, :, :, 0].T * 100
+    torch.testing.assert_close(lab[0], torch.tensor([100.0, 0.0, 0.0]), atol=0.05, rtol=0)
+    torch.testing.assert_close(lab[1], torch.tensor([0.0, 0.0, 0.0]), atol=0.05, rtol=0)
+    torch.testing.assert_close(lab[2], torch.tensor([53.24, 80.09, 67.20]), atol=0.1, rtol=0)
+
+
+def test_pamr_matches_loop_reference():
+    torch.manual_seed(0)
+    h, w, k, dil, steps = 5, 6, 2, (1, 2), 2
+    img = torch.rand(1, 3, h, w, dtype=torch.float64)
+    p = torch.softmax(torch.randn(1, k, h, w, dtype=torch.float64), 1)
+    x, q = img[0].numpy(), p[0].numpy()
+    offs = [(dy * d, dx * d) for d in dil for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+    def at(a, y, x_):  # replicate border
+        return a[:, min(max(y, 0), h - 1), min(max(x_, 0), w - 1)]
+
+    alpha = np.zeros((len(offs), h, w))
+    for y in range(h):
+        for x_ in range(w):
+            window = [at(x, y + dy, x_ + dx) for dy, dx in offs] + [x[:, y, x_]] * len(dil)
+            sigma = np.std(np.stack(window, 1), axis=1, ddof=1)
+            kk = [-np.mean(np.abs(x[:, y, x_] - at(x, y + dy, x_ + dx)) / (1e-8 + 0.1 * sigma)) for dy, dx in offs]
+            e = np.exp(np.array(kk) - max(kk))
+            alpha[:, y, x_] = e / e.sum()
+    for _ in range(steps):
+        q = np.array([[[sum(alpha[m, y, x_] * at(q, y + dy, x_ + dx)[c] for m, (dy, dx) in enumerate(offs))
+                        for x_ in range(w)] for y in range(h)] for c in range(k)])
+    out = pamr(img, p, steps=steps, dilations=dil)
+    np.testing.assert_allclose(out[0].numpy(), q, atol=1e-10)
