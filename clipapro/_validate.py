@@ -27,9 +27,23 @@ def check_tensor(x, name: str, *, ndim: int | None = None, floating: bool = Fals
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if nonempty and x.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
-    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+    if finite and x.numel() and not all_finite(x):
         raise ValueError(f"{name} contains NaN or Inf values (shape {tuple(x.shape)})")
     return x
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """True when no element is NaN/Inf. Contiguous CPU float tensors use the compiled single-pass
+    check: torch's threaded reductions can stall for many milliseconds on a loaded machine."""
+    if not x.is_floating_point() and not x.is_complex():
+        return True
+    if x.device.type == "cpu" and x.dtype in FLOAT_DTYPES and x.is_contiguous():
+        from clipapro import _ext
+
+        ext = _ext.get_ext()
+        if ext is not None:
+            return bool(ext.all_finite(x.detach().reshape(-1).numpy()))
+    return bool(torch.isfinite(x).all())
 
 
 def check_same_dtype(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:

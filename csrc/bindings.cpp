@@ -38,8 +38,8 @@ void over_batch(int64_t b, int threads, Fn&& fn) {
 
 template <typename T>
 py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges, int threads) {
-  require(guide.ndim() == 3 && guide.shape(1) == h * w, "guide must be (B, H*W, F)");
-  const int64_t b = guide.shape(0), n = h * w, f = guide.shape(2);
+  require(guide.ndim() == 3 && guide.shape(2) == h * w, "guide must be planar (B, F, H*W)");
+  const int64_t b = guide.shape(0), n = h * w, f = guide.shape(1);
   if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
                      "tree must be (B, H*W-1, 2)");
   Arr<int32_t> parent({b, 2 * n - 1});
@@ -66,13 +66,13 @@ py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64
 template <typename T>
 Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges,
                    double zeta, bool normalize, bool include_self, int threads) {
-  require(values.ndim() == 3 && values.shape(1) == h * w, "values must be (B, H*W, C)");
-  require(guide.ndim() == 3 && guide.shape(0) == values.shape(0) && guide.shape(1) == h * w,
-          "guide must be (B, H*W, F)");
-  const int64_t b = values.shape(0), n = h * w, c = values.shape(2), f = guide.shape(2);
+  require(values.ndim() == 3 && values.shape(2) == h * w, "values must be planar (B, C, H*W)");
+  require(guide.ndim() == 3 && guide.shape(0) == values.shape(0) && guide.shape(2) == h * w,
+          "guide must be planar (B, F, H*W)");
+  const int64_t b = values.shape(0), n = h * w, c = values.shape(1), f = guide.shape(1);
   if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
                      "tree must be (B, H*W-1, 2)");
-  Arr<T> out({b, n, c});
+  Arr<T> out({b, c, n});
   const T* x = values.data();
   const T* g = guide.data();
   const int64_t* e = edges ? edges->data() : nullptr;
@@ -95,11 +95,11 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
 template <typename T>
 Arr<T> sweep(Arr<T> values, Arr<int32_t> parent, Arr<T> height, double zeta, bool normalize, bool include_self,
              int threads) {
-  require(values.ndim() == 3, "values must be (B, N, C)");
-  const int64_t b = values.shape(0), n = values.shape(1), c = values.shape(2);
+  require(values.ndim() == 3, "values must be planar (B, C, N)");
+  const int64_t b = values.shape(0), c = values.shape(1), n = values.shape(2);
   require(parent.ndim() == 2 && parent.shape(0) == b && parent.shape(1) == 2 * n - 1, "parent must be (B, 2N-1)");
   require(height.ndim() == 2 && height.shape(0) == b && height.shape(1) == n - 1, "height must be (B, N-1)");
-  Arr<T> out({b, n, c});
+  Arr<T> out({b, c, n});
   const T* x = values.data();
   const int32_t* pp = parent.data();
   const T* hp = height.data();
@@ -135,14 +135,26 @@ Arr<T> local(Arr<T> values, Arr<T> image, int64_t kernel_size, int64_t dilation,
   return out;
 }
 
+// True when every element is finite (single pass, no threads: cheap even on a loaded machine).
+template <typename T>
+bool all_finite(Arr<T> a) {
+  const T* p = a.data();
+  const int64_t n = a.size();
+  py::gil_scoped_release release;
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
+  return ok;
+}
+
 template <typename T>
 void define(py::module_& m) {
+  m.def("all_finite", &all_finite<T>, py::arg("array"), "True when no element is NaN or Inf.");
   m.def("build_tree", &build_tree<T>, py::arg("guide"), py::arg("height"), py::arg("width"), py::arg("edges"),
         py::arg("threads"),
         "Kruskal reconstruction tree of a grid (or of given tree edges): (parent, height, edges, weights).");
   m.def("tree_filter", &tree_filter<T>, py::arg("values"), py::arg("guide"), py::arg("height"), py::arg("width"),
         py::arg("edges"), py::arg("zeta"), py::arg("normalize"), py::arg("include_self"), py::arg("threads"),
-        "Fused tree build + exact global propagation; values (B, N, C) channel-last.");
+        "Fused tree build + exact global propagation; planar values (B, C, N) and guide (B, F, N).");
   m.def("tree_sweep", &sweep<T>, py::arg("values"), py::arg("parent"), py::arg("height"), py::arg("zeta"),
         py::arg("normalize"), py::arg("include_self"), py::arg("threads"),
         "Exact global propagation on prebuilt reconstruction trees.");

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from clipapro._validate import check_choice, check_same_device, check_same_dtype, check_tensor, FLOAT_DTYPES
+from clipapro._validate import FLOAT_DTYPES, check_choice, check_same_device, check_same_dtype, check_tensor
 from clipapro.propagation.functional import kruskal_tree, local_filter, tree_filter
 
 __all__ = ["AProTargets", "apro", "APRO_DEFAULTS"]

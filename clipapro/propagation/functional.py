@@ -61,10 +61,10 @@ def _check_guide(guide, name="guide") -> torch.Tensor:
     return guide
 
 
-def _channel_last(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> contiguous (B, N, C) on the CPU (no copy when already channels-last)."""
+def _planar(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> contiguous (B, C, N) on the CPU (no copy when it already is)."""
     b, c, h, w = x.shape
-    return x.detach().to("cpu").permute(0, 2, 3, 1).contiguous().view(b, h * w, c)
+    return x.detach().to("cpu").contiguous().view(b, c, h * w)
 
 
 def _check_tree_edges(tree, guide: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ def kruskal_tree(guide: torch.Tensor, tree: torch.Tensor | None = None) -> Krusk
     _check_guide(guide)
     b, f, h, w = guide.shape
     edges = None if tree is None else _check_tree_edges(tree, guide)
-    g = _channel_last(guide)
+    g = _planar(guide)
     ext = _ext.get_ext()
     if ext is not None:
         parent, height, t_edges, t_w = ext.build_tree(
@@ -108,7 +108,7 @@ def kruskal_tree(guide: torch.Tensor, tree: torch.Tensor | None = None) -> Krusk
         cand = _twins.grid_edges(h, w) if edges is None else edges[i]
         if edges is not None:
             _twin_check_tree_edges(cand, h, w)
-        wts = _twins.edge_weights(g[i], cand)
+        wts = _twins.edge_weights(g[i].t(), cand)
         p, ht, te, tw = _twins.kruskal(h * w, cand, wts)
         if p.numel() > 1 and (ht.numel() != h * w - 1):
             raise ValueError("tree is not a spanning tree of the grid: it contains a cycle or misses pixels")
@@ -205,16 +205,15 @@ def tree_filter(values: torch.Tensor, guide, *, zeta: float, tree: torch.Tensor 
     ext = _ext.get_ext()
     if ext is None:
         return _sweep(values, kruskal_tree(guide, tree), zeta, normalize, include_self)
-    x = _channel_last(values)
-    g = _channel_last(guide)
-    y = ext.tree_filter(x.numpy(), g.numpy(), h, w, None if edges is None else edges.numpy(), zeta,
-                        bool(normalize), bool(include_self), _ext.num_threads())
-    return torch.from_numpy(y).view(b, h, w, c).permute(0, 3, 1, 2).to(values.device)
+    y = ext.tree_filter(_planar(values).numpy(), _planar(guide).numpy(), h, w,
+                        None if edges is None else edges.numpy(), zeta, bool(normalize), bool(include_self),
+                        _ext.num_threads())
+    return torch.from_numpy(y).view(b, c, h, w).to(values.device)
 
 
 def _sweep(values, kt: KruskalTree, zeta, normalize, include_self) -> torch.Tensor:
     b, c, h, w = values.shape
-    x = _channel_last(values)
+    x = _planar(values)
     ext = _ext.get_ext()
     if ext is not None:
         y = ext.tree_sweep(x.numpy(), kt.parent.contiguous().numpy(), kt.height.contiguous().numpy(), zeta,
@@ -222,11 +221,11 @@ def _sweep(values, kt: KruskalTree, zeta, normalize, include_self) -> torch.Tens
         y = torch.from_numpy(y)
     else:
         y = torch.stack([
-            _twins.tree_sweep(x[i], kt.parent[i].long(), kt.height[i], zeta, normalize=normalize,
-                              include_self=include_self)
+            _twins.tree_sweep(x[i].t(), kt.parent[i].long(), kt.height[i], zeta, normalize=normalize,
+                              include_self=include_self).t()
             for i in range(b)
         ])
-    return y.view(b, h, w, c).permute(0, 3, 1, 2).to(values.device)
+    return y.view(b, c, h, w).to(values.device)
 
 
 @torch.no_grad()

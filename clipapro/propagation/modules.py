@@ -49,7 +49,8 @@ class LocalFilter(nn.Module):
                             zeta=self.zeta, iterations=self.iterations)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, dilation={self.dilation}, zeta={self.zeta}, iterations={self.iterations}"
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, zeta={self.zeta}, "
+                f"iterations={self.iterations}")
 
 
 class APro(nn.Module):

@@ -20,13 +20,12 @@
 
 namespace clipapro {
 
+// Squared guide distance between pixels u and v of a planar guide (f, n).
 template <typename T>
-inline T squared_distance(const T* g, int64_t f, int64_t u, int64_t v) {
-  const T* a = g + u * f;
-  const T* b = g + v * f;
+inline T squared_distance(const T* g, int64_t f, int64_t n, int64_t u, int64_t v) {
   T s = 0;
   for (int64_t k = 0; k < f; ++k) {
-    const T d = a[k] - b[k];
+    const T d = g[k * n + u] - g[k * n + v];
     s += d * d;
   }
   return s;
@@ -137,7 +136,7 @@ void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoint
   }
   renumber_breadth_first(n, child, out);
 }
-// Tree build on the full 4-connected grid, weights = squared guide distance (guide is (n, f)).
+// Tree build on the full 4-connected grid of a planar guide (f, h, w), weight = squared distance.
 // Candidate order (horizontal edges row by row, then vertical ones) fixes the tie-breaking.
 template <typename T>
 void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const TreeBuffers<T>& out) {
@@ -148,20 +147,36 @@ void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const Tree
   }
   std::vector<KeyedId<T>> items;
   items.reserve(static_cast<size_t>(h * (w - 1) + (h - 1) * w));
-  for (int64_t r = 0; r < h; ++r)
-    for (int64_t c = 0; c + 1 < w; ++c) {
-      const int64_t u = r * w + c;
-      items.push_back(KeyedId<T>::make(squared_distance(guide, f, u, u + 1), static_cast<uint32_t>(2 * u)));
+  std::vector<T> acc(w);
+  for (int64_t r = 0; r < h; ++r) {  // horizontal: channel by channel over a row (vectorises)
+    std::fill(acc.begin(), acc.end(), T(0));
+    for (int64_t k = 0; k < f; ++k) {
+      const T* row = guide + k * n + r * w;
+      for (int64_t c = 0; c + 1 < w; ++c) {
+        const T d = row[c + 1] - row[c];
+        acc[c] += d * d;
+      }
     }
-  for (int64_t u = 0; u + w < n; ++u)
-    items.push_back(KeyedId<T>::make(squared_distance(guide, f, u, u + w), static_cast<uint32_t>(2 * u + 1)));
+    for (int64_t c = 0; c + 1 < w; ++c) items.push_back(KeyedId<T>::make(acc[c], static_cast<uint32_t>(2 * (r * w + c))));
+  }
+  for (int64_t r = 0; r + 1 < h; ++r) {  // vertical
+    std::fill(acc.begin(), acc.end(), T(0));
+    for (int64_t k = 0; k < f; ++k) {
+      const T* row = guide + k * n + r * w;
+      for (int64_t c = 0; c < w; ++c) {
+        const T d = row[c + w] - row[c];
+        acc[c] += d * d;
+      }
+    }
+    for (int64_t c = 0; c < w; ++c) items.push_back(KeyedId<T>::make(acc[c], static_cast<uint32_t>(2 * (r * w + c) + 1)));
+  }
   kruskal_build(n, items, [w](uint32_t id, int64_t* u, int64_t* v) {
     *u = id >> 1;
     *v = *u + ((id & 1u) ? w : 1);
   }, false, out);
 }
 
-// Tree build on a given spanning tree (edges (n-1, 2)), weights re-computed from the guide.
+// Tree build on a given spanning tree (edges (n-1, 2)), weights re-computed from the planar guide.
 template <typename T>
 void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int64_t* edges,
                       const TreeBuffers<T>& out) {
@@ -184,7 +199,7 @@ void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
       throw std::invalid_argument("tree has an edge (" + std::to_string(u) + ", " + std::to_string(v) +
                                   ") between pixels that are not 4-neighbours in the grid");
     }
-    items[e] = KeyedId<T>::make(squared_distance(guide, f, u, v), static_cast<uint32_t>(e));
+    items[e] = KeyedId<T>::make(squared_distance(guide, f, n, u, v), static_cast<uint32_t>(e));
   }
   kruskal_build(n, items, [edges](uint32_t e, int64_t* u, int64_t* v) {
     *u = edges[2 * e];

@@ -27,7 +27,7 @@ struct SweepOptions {
 
 constexpr int64_t kPrefetch = 8;
 
-// Bottom-up then top-down over channels [c0, c0 + cb) of x (n, c) into y (n, c), using scratch
+// Bottom-up then top-down over channels [c0, c0 + cb) of planar x (c, n) into y (c, n), using scratch
 // s (n-1, cb). `a` has the n-1 internal affinities (breadth-first order); `up` (n-1) the parent of
 // each internal node as an internal index (up[0] unused); z (n) the normaliser or null.
 template <typename T>
@@ -37,8 +37,8 @@ void sweep_block(int64_t n, int64_t c, int64_t c0, int64_t cb, const T* x, const
   for (int64_t v = 0; v < n; ++v) {
     if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cb, 1);
     T* dst = s + (parent[v] - n) * cb;
-    const T* src = x + v * c + c0;
-    for (int64_t k = 0; k < cb; ++k) dst[k] += src[k];
+    const T* src = x + c0 * n + v;
+    for (int64_t k = 0; k < cb; ++k) dst[k] += src[k * n];
   }
   for (int64_t j = n - 2; j >= 1; --j) {
     T* dst = s + up[j] * cb;
@@ -57,15 +57,11 @@ void sweep_block(int64_t n, int64_t c, int64_t c0, int64_t cb, const T* x, const
     if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cb, 0);
     const int64_t p = parent[v] - n;
     const T* tp = s + p * cb;
-    const T* xv = x + v * c + c0;
-    T* yv = y + v * c + c0;
+    const T* xv = x + c0 * n + v;
+    T* yv = y + c0 * n + v;
     const T d = opt.include_self ? T(1) - a[p] : -a[p];
-    if (z) {
-      const T inv = T(1) / z[v];
-      for (int64_t k = 0; k < cb; ++k) yv[k] = (tp[k] + d * xv[k]) * inv;
-    } else {
-      for (int64_t k = 0; k < cb; ++k) yv[k] = tp[k] + d * xv[k];
-    }
+    const T inv = z ? T(1) / z[v] : T(1);
+    for (int64_t k = 0; k < cb; ++k) yv[k * n] = (tp[k] + d * xv[k * n]) * inv;
   }
 }
 
@@ -84,13 +80,13 @@ void sweep_normaliser(int64_t n, const int32_t* parent, const int32_t* up, const
   }
 }
 
-// Full tree filter of one image: x (n, c) -> y (n, c), channel blocks spread over `threads`.
+// Full tree filter of one image: planar x (c, n) -> y (c, n), channel blocks spread over `threads`.
 // `parent` (2n-1) and `height` (n-1) as written by kruskal_build (breadth-first internal nodes).
 template <typename T>
 void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T* height, double zeta,
                 const SweepOptions& opt, int threads, T* y) {
   if (n == 1) {
-    for (int64_t k = 0; k < c; ++k) y[k] = opt.include_self ? x[k] : T(0);
+    for (int64_t k = 0; k < c; ++k) y[k] = opt.include_self ? x[k] : T(0);  // n == 1: planar == flat
     return;
   }
   std::vector<T> a(n - 1);

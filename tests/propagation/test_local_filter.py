@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipapro.propagation import LocalFilter, local_filter
-from clipapro.propagation import _twins
+from clipapro.propagation import LocalFilter, _twins, local_filter
 
 from ._reference import loop_local_filter
 

@@ -4,8 +4,7 @@ import torch
 
 import clipapro
 from clipapro import _ext
-from clipapro.propagation import KruskalTree, kruskal_tree, tree_filter
-from clipapro.propagation import _twins
+from clipapro.propagation import KruskalTree, _twins, kruskal_tree, tree_filter
 
 from ._reference import brute_tree_filter, grid_weights, prim_mst
 
@@ -140,7 +139,7 @@ def test_grid_mst_is_a_minimum_spanning_tree(backend):
         prim_total = sum(gw[tuple(sorted(e))] for e in prim_mst(n, gw)) if n > 1 else 0.0
         assert abs(float(weights.sum()) - prim_total) < 1e-9
         parent = list(range(n))  # connected & acyclic
-        def find(a):
+        def find(a, parent=parent):
             while parent[a] != a:
                 a = parent[a]
             return a
