@@ -32,7 +32,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N images only")
     m = parser.add_argument_group("student and optimisation")
     m.add_argument("--student", default="deeplabv3_resnet101", help="student architecture (registry name)")
-    m.add_argument("--backbone-weights", default=None, help="local .pth of a pretrained backbone")
+    m.add_argument("--backbone-weights", default=None,
+                   help="local .pth of a pretrained backbone (clip_vit: the CLIP checkpoint)")
+    m.add_argument("--student-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="student option, e.g. clip_model=ViT-B-16 or templates=imagenet80 (repeatable)")
     m.add_argument("--steps", type=int, default=20000, help="total optimisation steps")
     m.add_argument("--batch-size", type=int, default=8, help="images per step per process")
     m.add_argument("--lr", type=float, default=0.01, help="initial learning rate (poly decay, power 0.9)")

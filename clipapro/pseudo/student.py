@@ -7,7 +7,9 @@ ResNet-50 file) to start from a pretrained backbone, as MaskCLIP+ does.
 
 Names: ``deeplabv3_resnet50`` (default, the MaskCLIP+ student family is DeepLab), ``deeplabv3_resnet101``,
 ``deeplabv3_mobilenet_v3_large``, ``fcn_resnet50``, ``fcn_resnet101``, ``lraspp_mobilenet_v3_large``,
-and ``tiny_fcn`` (a few convolutions, for tests and smoke runs).
+``clip_vit`` (the CLIP image tower with the MaskCLIP dense path and a classifier initialised from
+the class prompts' text embeddings; ``backbone_weights`` = the CLIP checkpoint, options ``clip_model``,
+``classes``, ``templates``), and ``tiny_fcn`` (a few convolutions, for tests and smoke runs).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class Student(nn.Module):
         self.net = net
         self.name = name
         self.num_classes = num_classes
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # ImageNet statistics for torchvision backbones; a CLIP tower brings its own
+        mean, std = getattr(net, "image_mean", IMAGENET_MEAN), getattr(net, "image_std", IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = self.net((images - self.mean) / self.std)
@@ -95,6 +99,12 @@ def _tiny(num_classes: int, *, backbone_weights=None, width: int = 16) -> nn.Mod
     return TinyFCN(num_classes, width=width)
 
 
+def _clip_vit(num_classes: int, *, backbone_weights=None, **kw) -> nn.Module:
+    from clipapro.pseudo.clip_student import CLIPDenseStudent
+
+    return CLIPDenseStudent(num_classes, clip_weights=backbone_weights, **kw)
+
+
 _STUDENTS = {
     "deeplabv3_resnet50": _torchvision("deeplabv3_resnet50"),
     "deeplabv3_resnet101": _torchvision("deeplabv3_resnet101"),
@@ -103,6 +113,7 @@ _STUDENTS = {
     "fcn_resnet101": _torchvision("fcn_resnet101"),
     "lraspp_mobilenet_v3_large": _torchvision("lraspp_mobilenet_v3_large"),
     "tiny_fcn": _tiny,
+    "clip_vit": _clip_vit,
 }
 
 DEFAULT_STUDENT = "deeplabv3_resnet50"

@@ -41,6 +41,7 @@ class TrainConfig:
     num_classes: int
     student: str = "deeplabv3_resnet101"
     backbone_weights: str | None = None
+    student_options: dict = field(default_factory=dict)
     steps: int = 20000
     batch_size: int = 8
     lr: float = 0.01
@@ -124,7 +125,8 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
                               scale_range=config.scale_range, flip=config.flip, seed=config.seed)
     per_epoch = steps_per_epoch(len(data), config.batch_size, info.world_size)
     torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = create_student(config.student, config.num_classes, backbone_weights=config.backbone_weights)
+    model = create_student(config.student, config.num_classes, backbone_weights=config.backbone_weights,
+                           **config.student_options)
     model.to(device)
     if info.distributed and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

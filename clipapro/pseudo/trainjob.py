@@ -72,11 +72,16 @@ class TrainJob:
         pseudo_hash = None
         if not args.clean_labels:
             pseudo_hash = read_pseudo_manifest(args.pseudo_dir, train_set).get("config_hash")
+        student_options = parse_kv(args.student_opt, "--student-opt")
+        if args.student == "clip_vit" and "classes" not in student_options:  # text-initialised classifier
+            cs = train_set.class_set
+            student_options["classes"] = [[n, list(p)] for n, p in zip(cs.names, cs.prompts, strict=True)]
         out_dir = check_writable_dir(args.out)
         info = dist_info()
         device = resolve_device(args.device, info)
         config = TrainConfig(
             num_classes=train_set.num_classes, student=args.student, backbone_weights=args.backbone_weights,
+            student_options=student_options,
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
             crop_size=tuple(args.crop_size), scale_range=(lo, hi), flip=not args.no_flip,
             apro_weight=args.apro_weight, apro_options=parse_kv(args.apro_opt, "--apro-opt"),

@@ -84,3 +84,30 @@ def test_scores_from_confusion_matches_hand_computation():
     assert s["IoU"]["a"] == pytest.approx(5 / 8) and s["IoU"]["b"] == pytest.approx(3 / 6)
     assert s["IoU"]["c"] is None and s["mIoU"] == pytest.approx((5 / 8 + 0.5) / 2)
     assert s["aAcc"] == pytest.approx(8 / 11)
+
+
+def test_clip_student_starts_as_maskclip_and_trains(toy_root, tmp_path):
+    from torch.nn import functional as F
+
+    from clipapro.clip import build_text_classifier, create_model
+
+    from .conftest import TINY_CLIP
+
+    opts = {"clip_model": "tiny", "model_cfg": TINY_CLIP, "classes": CLASSES, "templates": "single"}
+    torch.manual_seed(5)
+    student = create_student("clip_vit", 3, **opts).eval()
+    torch.manual_seed(5)
+    clip = create_model("tiny", model_cfg=TINY_CLIP, random_init=True)
+    clf = build_text_classifier(clip, CLASSES, templates="single")
+    x = torch.rand(2, 3, 32, 48)
+    expected = 40.0 * F.interpolate(clf.cosine(clip.encode_dense(x)), size=(32, 48), mode="bilinear",
+                                    align_corners=False)
+    with torch.no_grad():
+        assert torch.allclose(student(x), expected, atol=1e-4)
+        assert student(torch.rand(1, 3, 30, 45)).shape == (1, 3, 30, 45)  # padded to the patch grid
+    student.train()
+    student(x).sum().backward()
+    assert student.net.visual.conv1.weight.grad.abs().sum() > 0  # the tower is trained too
+    ds = build_dataset("folder", toy_root, classes=CLASSES)
+    cfg = _config(student="clip_vit", student_options=opts, steps=2, ckpt_every=2)
+    assert train_student(cfg, ds, pseudo_dir=None, out_dir=tmp_path / "clip")["last_loss"] > 0
