@@ -120,6 +120,7 @@ class DenseCLIP(nn.Module):
         mode = DENSE_MODES.get(dense_mode)
         if mode is None:
             raise ValueError(f"dense_mode must be one of {sorted(DENSE_MODES)}, got {dense_mode!r}")
+        images = images.to(self.device)
         pixels = images.float() if normalized else self.normalize(images)
         pixels = pad_to_multiple(pixels, self.patch_size)
         tower = self._tower()

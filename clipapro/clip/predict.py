@@ -113,8 +113,8 @@ def dense_logits(model, images, classifier, *, dense_mode: str = "maskclip", log
                  key_smoothing: bool = False, **dense_kw) -> torch.Tensor:
     """Patch-level logits (B, K, h, w) = logit_scale * cos(dense embedding, class embedding).
 
-    ``images``: (B, 3, H, W) float RGB in [0, 1]; normalised with the model's mean/std inside.
-    h = ceil(H / patch_size) (see ``DenseCLIP.encode_dense`` for padding). ``dense_kw`` go to
+    ``images``: (B, 3, H, W) float RGB in [0, 1]; normalised with the model's mean/std inside and
+    moved to the model's device (the result lives there too). h = ceil(H / patch_size) (see ``DenseCLIP.encode_dense`` for padding). ``dense_kw`` go to
     ``encode_dense`` (``residual``, ``mlp``, ``gaussian_std``).
 
     Example:
@@ -140,6 +140,7 @@ def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", sl
     """Class probabilities (B, K, H, W) (or ``out_size``), float32, summing to 1 over K.
 
     See the module docstring for each option. ``slide_stride`` defaults to half of ``slide_crop``.
+    Computed on the model's device (``images`` are moved there); the result lives there too.
 
     Example:
         >>> import torch
@@ -155,7 +156,7 @@ def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", sl
     out_hw = (h, w) if out_size is None else tuple(int(s) for s in out_size)
     if len(out_hw) != 2 or min(out_hw) < 1:
         raise ValueError(f"out_size must be (H, W) with positive sizes, got {out_size!r}")
-    work = images.float()
+    work = images.to(model.device).float()
     if short_side is not None:
         check_int(short_side, "short_side", min_value=1)
         s = short_side / min(h, w)
