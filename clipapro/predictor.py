@@ -1,0 +1,214 @@
+"""Two-step open-vocabulary segmentation, like segment-anything's ``SamPredictor``.
+
+``set_image`` runs the CLIP image encoder once and keeps the dense embeddings of every window it
+used (and, for the APro refiners, the image's minimum-spanning-tree); ``predict`` then only embeds the
+class names (cached per vocabulary), matches them against the kept embeddings and refines. Asking
+for other classes, or for the same classes again, never re-runs the image encoder.
+
+Example:
+    >>> import numpy as np
+    >>> from clipapro.clip import create_model
+    >>> from clipapro.predictor import SegmentationPredictor
+    >>> model = create_model("ViT-B-16", random_init=True)       # real use: pretrained="openai"
+    >>> predictor = SegmentationPredictor(model, classes="voc21", templates="single")
+    >>> predictor.set_image(np.zeros((64, 96, 3), np.uint8))
+    >>> labels, probs = predictor.predict()                      # voc21
+    >>> labels.shape, probs.shape
+    ((64, 96), (21, 64, 96))
+    >>> labels, probs = predictor.predict(classes="cat, dog, grass, sky")   # same image features
+    >>> probs.shape
+    (4, 64, 96)
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+__all__ = ["SegmentationPredictor"]
+
+# refine methods whose options take a prebuilt guide tree of the image (clipapro.apro's ``tree=``)
+_TREE_METHODS = ("apro", "apro-gp")
+
+
+class _EncoderCache:
+    """Stands in for a :class:`~clipapro.clip.DenseCLIP` inside ``predict_probs``: ``encode_dense``
+    answers from embeddings kept for identical inputs (same pixels, same options) and runs the real
+    encoder only on a miss; every other attribute is the model's."""
+
+    def __init__(self, model):
+        self._model = model
+        self._kept: list[tuple[torch.Tensor, tuple, object]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def encode_dense(self, images, **options):
+        key = tuple(sorted(options.items()))
+        for pixels, opts, out in self._kept:
+            if opts == key and pixels.shape == images.shape and torch.equal(pixels, images):
+                return out
+        out = self._model.encode_dense(images, **options)
+        self._kept.append((images.detach().clone(), key, out))
+        return out
+
+
+def _predict_option_names() -> set[str]:
+    from clipapro.clip import predict_probs
+    from clipapro.clip.model import DenseCLIP
+
+    skip = {"self", "model", "images", "classifier", "dense_kw", "normalized", "return_keys",
+            "dense_mode"}
+    names = set(inspect.signature(predict_probs).parameters) | set(inspect.signature(DenseCLIP.encode_dense).parameters)
+    return names - skip
+
+
+def _image_tensor(image) -> torch.Tensor:
+    """PIL image, uint8 (H, W, 3) array/tensor, or float (3, H, W) / (1, 3, H, W) in [0, 1] ->
+    float32 (1, 3, H, W) in [0, 1] on the CPU."""
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image
+        image = np.asarray(image.convert("RGB"))
+    t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"image must be a PIL image, numpy array or tensor, got {type(image).__name__}")
+    if t.dtype == torch.uint8:
+        if t.dim() != 3 or t.shape[-1] != 3:
+            raise ValueError(f"uint8 image must be (H, W, 3), got shape {tuple(t.shape)}")
+        t = t.permute(2, 0, 1).float() / 255.0
+    elif not t.is_floating_point():
+        raise TypeError(f"image must be uint8 (H, W, 3) or float (3, H, W) in [0, 1], got {t.dtype}")
+    t = t.detach().cpu().float()
+    t = t.unsqueeze(0) if t.dim() == 3 else t
+    if t.dim() != 4 or t.shape[:2] != (1, 3) or t.shape[-1] == 0 or t.shape[-2] == 0:
+        raise ValueError(f"image must be (H, W, 3) uint8 or (3, H, W) / (1, 3, H, W) float, got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()) or float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
+        raise ValueError("float image must be finite and lie in [0, 1] (pass uint8 for 0..255)")
+    return t.clamp(0, 1).contiguous()
+
+
+class SegmentationPredictor:
+    """Segment one image at a time into any vocabulary, reusing the image's CLIP embeddings.
+
+    Args:
+        model: a :class:`~clipapro.clip.DenseCLIP` (:func:`clipapro.clip.create_model`).
+        classes: default vocabulary: a class-set name (``"voc21"``), a file, ``"cat, dog"`` or a list.
+        templates: prompt templates (``"imagenet80"``, ``"single"``, a file, or a list).
+        refine: refine the CLIP probabilities with the image (:func:`clipapro.refine.refine`).
+        refine_method: ``"auto"`` or a :data:`clipapro.refine.REFINERS` key; ``refine_options`` its
+            keyword options.
+        dense_mode: the last-block dense path (``maskclip``, ``clearclip``, ``sclip``, ``naclip``, ...).
+        cache_dir: folder caching text embeddings on disk (None: kept in memory only).
+        predict_options: any other option of :func:`clipapro.clip.predict_probs` (``slide_crop``,
+            ``short_side``, ``logit_scale``, ``key_smoothing``, ``prompt_denoise``, ``bg_threshold``,
+            ...) or of ``encode_dense`` (``residual``, ``mlp``, ``gaussian_std``).
+    """
+
+    def __init__(self, model, *, classes="voc21", templates="imagenet80", refine: bool = True,
+                 refine_method: str = "auto", refine_options: dict | None = None, dense_mode: str = "maskclip",
+                 cache_dir=None, **predict_options):
+        from clipapro.clip import DENSE_MODES
+        from clipapro.refine import DEFAULT_METHOD, REFINERS
+
+        unknown = sorted(set(predict_options) - _predict_option_names())
+        if unknown:
+            raise TypeError(f"unknown predict option(s) {unknown}; see clipapro.clip.predict_probs")
+        if dense_mode not in DENSE_MODES:
+            raise ValueError(f"dense_mode must be one of {sorted(DENSE_MODES)}, got {dense_mode!r}")
+        if refine_method != "auto" and refine_method not in REFINERS:
+            raise ValueError(f"refine_method must be 'auto' or one of {sorted(REFINERS)}, got {refine_method!r}")
+        self.model = model
+        self.classes = classes
+        self.templates = templates
+        self.refine = bool(refine)
+        self.refine_method = DEFAULT_METHOD if refine_method == "auto" else refine_method
+        self.refine_options = dict(refine_options or {})
+        self.dense_mode = dense_mode
+        self.cache_dir = cache_dir
+        self.predict_options = predict_options
+        self._encoder = _EncoderCache(model)
+        self._classifiers: dict = {}
+        self._image: torch.Tensor | None = None
+        self._tree = None
+
+    # -- vocabulary ----------------------------------------------------------------------------------
+    def classifier(self, classes=None):
+        """The :class:`~clipapro.clip.TextClassifier` of ``classes`` (default vocabulary if None), built
+        once per vocabulary and kept."""
+        from clipapro.clip import build_text_classifier
+
+        classes = self.classes if classes is None else classes
+        key = classes if isinstance(classes, str) else repr(classes)
+        if key not in self._classifiers:
+            self._classifiers[key] = build_text_classifier(self.model, classes, templates=self.templates,
+                                                           cache_dir=self.cache_dir)
+        return self._classifiers[key]
+
+    def class_names(self, classes=None) -> tuple[str, ...]:
+        """Names of the classes ``predict(classes)`` returns, in index order."""
+        return self.classifier(classes).names
+
+    # -- image ---------------------------------------------------------------------------------------
+    @property
+    def is_image_set(self) -> bool:
+        return self._image is not None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the current image."""
+        if self._image is None:
+            raise RuntimeError("no image set: call set_image(image) first")
+        return tuple(self._image.shape[-2:])
+
+    def set_image(self, image) -> None:
+        """Compute and keep the image's dense CLIP embeddings (and guide tree where the refiner takes one).
+
+        ``image``: a PIL image, uint8 (H, W, 3) numpy array or tensor, or float (3, H, W) / (1, 3, H, W)
+        in [0, 1]. Replaces any previous image.
+        """
+        from clipapro.clip import predict_probs
+
+        img = _image_tensor(image)
+        self.reset_image()
+        clf = self.classifier()
+        # one full pass with the default vocabulary records the embeddings of every window it needs
+        predict_probs(self._encoder, img, clf, dense_mode=self.dense_mode, **self.predict_options)
+        self._image = img
+        if self.refine and self.refine_method in _TREE_METHODS:
+            from clipapro.propagation import kruskal_tree
+
+            self._tree = kruskal_tree(img)
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embeddings."""
+        self._encoder.clear()
+        self._image, self._tree = None, None
+
+    # -- prediction ----------------------------------------------------------------------------------
+    def predict(self, classes=None, *, refine: bool | None = None):
+        """Segment the current image into ``classes`` (default: the constructor's vocabulary).
+
+        Returns ``(labels, probs)``: numpy int64 (H, W) class indices and float32 (K, H, W)
+        probabilities summing to one over K, K = len(class_names(classes)). ``refine`` overrides the
+        constructor's choice for this call. The image encoder does not run again.
+        """
+        from clipapro.clip import predict_probs
+
+        if self._image is None:
+            raise RuntimeError("no image set: call set_image(image) before predict()")
+        clf = self.classifier(classes)
+        probs = predict_probs(self._encoder, self._image, clf, dense_mode=self.dense_mode,
+                              **self.predict_options).float().cpu()
+        if self.refine if refine is None else refine:
+            from clipapro.refine import refine as refine_fn
+
+            options = dict(self.refine_options)
+            if self._tree is not None and self.refine_method in _TREE_METHODS:
+                options.setdefault("tree", self._tree)
+            probs = refine_fn(self._image, probs, method=self.refine_method, **options)
+        probs = probs[0]
+        return probs.argmax(0).numpy().astype(np.int64), probs.numpy()
