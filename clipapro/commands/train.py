@@ -49,6 +49,8 @@ def add_arguments(parser) -> None:
                    help="weight of the online APro soft-label loss on the student's own predictions (0: off)")
     m.add_argument("--apro-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="clipapro.apro option for the online loss (repeatable)")
+    m.add_argument("--soft-weight", type=float, default=0.0,
+                   help="weight of the cross-entropy with stored soft labels (pseudo-label --soft; 0: off)")
     m.add_argument("--no-amp", action="store_true", help="disable mixed precision on GPU")
     m.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation")
     r = parser.add_argument_group("run control")

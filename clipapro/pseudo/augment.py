@@ -27,9 +27,14 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(state[0] >> 1)
 
 
+def _tensor(x) -> torch.Tensor:
+    """A tensor copy of an array or tensor (read-only numpy arrays cannot back a tensor)."""
+    return x.clone() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, copy=True))
+
+
 def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0.5, 2.0),
-                           flip: bool = True, seed: int = 0, ignore_index: int = IGNORE_INDEX):
-    """Augment one image and its label map.
+                           flip: bool = True, seed: int = 0, ignore_index: int = IGNORE_INDEX, soft=None):
+    """Augment one image and its label map (and optionally its soft labels, with the same geometry).
 
     Args:
         image: (H, W, 3) uint8 array or tensor.
@@ -38,9 +43,11 @@ def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0
         scale_range: (min, max) of the uniform random scale factor.
         flip: random horizontal flip with probability 1/2.
         seed: per-sample seed (see :func:`sample_seed`).
+        soft: optional (K, H, W) soft labels; resized bilinearly, zero on padding.
 
     Returns:
-        image (3, h, w) float32 in [0, 1] and label (h, w) int64.
+        image (3, h, w) float32 in [0, 1] and label (h, w) int64; with ``soft``, also soft (K, h, w)
+        float32.
 
     Example:
         >>> img = np.zeros((32, 48, 3), np.uint8); lab = np.ones((32, 48), np.int64)
@@ -49,26 +56,37 @@ def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0
         ((3, 24, 24), (24, 24))
     """
     gen = torch.Generator().manual_seed(int(seed))
-    img = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255.0)
-    lab = torch.from_numpy(np.array(label, copy=True)).long()
+    img = _tensor(image).permute(2, 0, 1).float().div_(255.0)
+    lab = _tensor(label).long()
     if img.shape[-2:] != lab.shape:
         raise ValueError(f"image {tuple(img.shape[-2:])} and label {tuple(lab.shape)} sizes differ")
     lo, hi = scale_range
     scale = lo + (hi - lo) * float(torch.rand((), generator=gen))
     h, w = img.shape[-2:]
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if soft is not None:
+        soft = torch.as_tensor(soft).float()
+        if soft.dim() != 3 or soft.shape[-2:] != lab.shape:
+            raise ValueError(f"soft labels {tuple(soft.shape)} must be (K, {h}, {w})")
     if (nh, nw) != (h, w):
         img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
         lab = F.interpolate(lab[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].long()
+        if soft is not None:
+            soft = F.interpolate(soft[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
     ch, cw = crop_size
     ph, pw = max(ch - nh, 0), max(cw - nw, 0)
     if ph or pw:
         img = F.pad(img, (0, pw, 0, ph), value=0.0)
         lab = F.pad(lab, (0, pw, 0, ph), value=ignore_index)
+        soft = None if soft is None else F.pad(soft, (0, pw, 0, ph), value=0.0)
     top = int(torch.randint(0, img.shape[1] - ch + 1, (), generator=gen))
     left = int(torch.randint(0, img.shape[2] - cw + 1, (), generator=gen))
     img = img[:, top:top + ch, left:left + cw]
     lab = lab[top:top + ch, left:left + cw]
+    soft = None if soft is None else soft[:, top:top + ch, left:left + cw]
     if flip and float(torch.rand((), generator=gen)) < 0.5:
         img, lab = img.flip(-1), lab.flip(-1)
+        soft = None if soft is None else soft.flip(-1)
+    if soft is not None:
+        return img.contiguous().clamp_(0.0, 1.0), lab.contiguous(), soft.contiguous()
     return img.contiguous().clamp_(0.0, 1.0), lab.contiguous()

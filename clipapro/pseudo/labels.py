@@ -172,7 +172,7 @@ def load_image(dataset, index: int) -> np.ndarray:
 
 def image_to_tensor(image) -> torch.Tensor:
     """(H, W, 3) uint8 array/tensor -> (1, 3, H, W) float32 in [0, 1]."""
-    t = torch.from_numpy(np.array(image, copy=True))
+    t = image.clone() if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image, copy=True))
     if t.dim() != 3 or t.shape[-1] != 3 or t.dtype != torch.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got shape {tuple(t.shape)} dtype {t.dtype}")
     return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)

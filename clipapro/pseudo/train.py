@@ -1,6 +1,7 @@
 """Self-training loop: a student segmentation net on pseudo labels, resumable to the bit, DDP-ready.
 
-Loss: cross-entropy on the pseudo labels (255 ignored) plus, with ``apro_weight > 0``, APro's
+Loss: cross-entropy on the pseudo labels (255 ignored), plus ``soft_weight`` times the cross-entropy
+with the stored soft labels (``pseudo-label --soft``), plus, with ``apro_weight > 0``, APro's
 soft-label loss on the student's own prediction: the targets are ``clipapro.apro`` of the detached
 softmax, guided by the (augmented) input image, and the loss is their cross-entropy with the
 student's log-probabilities (no gradient flows through the targets). SGD with momentum and the
@@ -52,6 +53,7 @@ class TrainConfig:
     scale_range: tuple = (0.5, 2.0)
     flip: bool = True
     apro_weight: float = 0.0
+    soft_weight: float = 0.0
     apro_options: dict = field(default_factory=dict)
     amp: bool = True  # used on CUDA only
     seed: int = 0
@@ -122,7 +124,8 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     _seed_everything(config.seed + info.rank)
 
     data = PseudoLabelDataset(train_dataset, pseudo_dir, crop_size=config.crop_size,
-                              scale_range=config.scale_range, flip=config.flip, seed=config.seed)
+                              scale_range=config.scale_range, flip=config.flip, seed=config.seed,
+                              soft=config.soft_weight > 0)
     per_epoch = steps_per_epoch(len(data), config.batch_size, info.world_size)
     torch.manual_seed(config.seed)  # same initial weights on every rank
     model = create_student(config.student, config.num_classes, backbone_weights=config.backbone_weights,
@@ -165,9 +168,10 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
         loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=config.workers,
                                              pin_memory=device.type == "cuda",
                                              generator=torch.Generator().manual_seed(config.seed + epoch))
-        for images, labels in loader:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss, ce = _train_step(net, images, labels, optimizer, scaler, config, use_amp)
+        for batch in loader:
+            images, labels, *soft = (t.to(device, non_blocking=True) for t in batch)
+            loss, ce = _train_step(net, images, labels, soft[0] if soft else None, optimizer, scaler, config,
+                                   use_amp)
             scheduler.step()
             step += 1
             running += torch.stack([loss.detach().double(), ce.detach().double()])
@@ -210,7 +214,7 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     return result
 
 
-def _train_step(net, images, labels, optimizer, scaler, config: TrainConfig, use_amp: bool):
+def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfig, use_amp: bool):
     with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
         logits = net(images)
     logits = logits.float()
@@ -221,6 +225,10 @@ def _train_step(net, images, labels, optimizer, scaler, config: TrainConfig, use
     loss = ce
     if config.apro_weight > 0:
         loss = loss + config.apro_weight * apro_soft_loss(logits, images, **config.apro_options)
+    if soft is not None:  # stored (offline) soft pseudo labels; padding has all-zero targets
+        per_pixel = -(soft * F.log_softmax(logits, 1)).sum(1)
+        valid = soft.sum(1) > 0
+        loss = loss + config.soft_weight * per_pixel.sum() / valid.sum().clamp_min(1)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()

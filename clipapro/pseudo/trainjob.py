@@ -70,8 +70,13 @@ class TrainJob:
             val_set = load_dataset(args.dataset, args.root, args.val_split, classes=args.classes,
                                    options=opts)
         pseudo_hash = None
+        if args.soft_weight > 0 and args.clean_labels:
+            raise ValueError("--soft-weight needs --pseudo-dir with soft labels, not --clean-labels")
         if not args.clean_labels:
-            pseudo_hash = read_pseudo_manifest(args.pseudo_dir, train_set).get("config_hash")
+            manifest = read_pseudo_manifest(args.pseudo_dir, train_set)
+            pseudo_hash = manifest.get("config_hash")
+            if args.soft_weight > 0 and not manifest.get("config", {}).get("soft"):
+                raise ValueError(f"--soft-weight needs soft labels: {args.pseudo_dir} was made without --soft")
         student_options = parse_kv(args.student_opt, "--student-opt")
         if args.student == "clip_vit" and "classes" not in student_options:  # text-initialised classifier
             cs = train_set.class_set
@@ -84,7 +89,8 @@ class TrainJob:
             student_options=student_options,
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
             crop_size=tuple(args.crop_size), scale_range=(lo, hi), flip=not args.no_flip,
-            apro_weight=args.apro_weight, apro_options=parse_kv(args.apro_opt, "--apro-opt"),
+            apro_weight=args.apro_weight, soft_weight=args.soft_weight,
+            apro_options=parse_kv(args.apro_opt, "--apro-opt"),
             amp=not args.no_amp, seed=args.seed, pseudo_hash=pseudo_hash, stop_at=args.stop_at,
             eval_every=args.eval_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
             workers=args.workers, eval_limit=args.eval_limit, progress=not args.no_progress)

@@ -14,7 +14,7 @@ import torch
 
 from clipapro.data.base import read_label_png
 from clipapro.pseudo.augment import random_scale_crop_flip, sample_seed
-from clipapro.pseudo.labels import item_ids, label_path, load_image, missing_labels
+from clipapro.pseudo.labels import item_ids, label_path, load_image, load_soft_labels, missing_labels, soft_path
 
 __all__ = ["PseudoLabelDataset", "epoch_batches", "steps_per_epoch"]
 
@@ -25,12 +25,13 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
     Indexed by ``(index, epoch)`` pairs (what the batch plan yields), so the augmentation seed is
     :func:`~clipapro.pseudo.augment.sample_seed` (seed, epoch, index). Items are
     ``(image (3, h, w) float in [0, 1], label (h, w) int64)``; padding is black with label 255.
+    With ``soft=True`` items also carry the stored soft labels ``(K, h, w)`` (zero on padding).
 
     ``pseudo_dir=None`` trains on the dataset's own masks (clean labels, for tests and upper bounds).
     """
 
     def __init__(self, dataset, pseudo_dir, *, crop_size=(512, 512), scale_range=(0.5, 2.0),
-                 flip: bool = True, seed: int = 0):
+                 flip: bool = True, seed: int = 0, soft: bool = False):
         self.dataset = dataset
         self.pseudo_dir = None if pseudo_dir is None else Path(pseudo_dir)
         self.ids = item_ids(dataset)
@@ -38,8 +39,11 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         self.scale_range = tuple(scale_range)
         self.flip = flip
         self.seed = seed
+        self.soft = bool(soft)
+        if self.soft and self.pseudo_dir is None:
+            raise ValueError("soft labels need a pseudo-label folder")
         if self.pseudo_dir is not None:
-            missing = missing_labels(self.pseudo_dir, self.ids)
+            missing = missing_labels(self.pseudo_dir, self.ids, soft=self.soft)
             if missing:
                 raise FileNotFoundError(
                     f"{len(missing)} of {len(self.ids)} images have no pseudo label in "
@@ -59,10 +63,9 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             if label.shape != image.shape[:2]:
                 raise ValueError(f"pseudo label of {self.ids[index]!r} is {label.shape}, "
                                  f"its image {image.shape[:2]}")
-        img, lab = random_scale_crop_flip(image, label, crop_size=self.crop_size,
-                                          scale_range=self.scale_range, flip=self.flip,
-                                          seed=sample_seed(self.seed, epoch, index))
-        return img, lab
+        soft = load_soft_labels(soft_path(self.pseudo_dir, self.ids[index])) if self.soft else None
+        return random_scale_crop_flip(image, label, crop_size=self.crop_size, scale_range=self.scale_range,
+                                      flip=self.flip, seed=sample_seed(self.seed, epoch, index), soft=soft)
 
 
 def steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:

@@ -111,3 +111,20 @@ def test_clip_student_starts_as_maskclip_and_trains(toy_root, tmp_path):
     ds = build_dataset("folder", toy_root, classes=CLASSES)
     cfg = _config(student="clip_vit", student_options=opts, steps=2, ckpt_every=2)
     assert train_student(cfg, ds, pseudo_dir=None, out_dir=tmp_path / "clip")["last_loss"] > 0
+
+
+def test_soft_labels_follow_the_geometry_of_the_hard_labels():
+    from clipapro.pseudo.augment import random_scale_crop_flip
+
+    rng = torch.Generator().manual_seed(0)
+    lab = torch.randint(0, 3, (4, 6), generator=rng).repeat_interleave(5, 0).repeat_interleave(5, 1)  # blocks
+    soft = torch.nn.functional.one_hot(lab, 3).permute(2, 0, 1).float()
+    img = torch.randint(0, 256, (20, 30, 3), dtype=torch.uint8, generator=rng)
+    for seed in range(6):  # scales from 0.5 (padding) to 1.5 (crop), with and without flips
+        x, y, s = random_scale_crop_flip(img, lab, soft=soft, crop_size=(24, 24), scale_range=(0.5, 1.5), seed=seed)
+        x2, y2 = random_scale_crop_flip(img, lab, crop_size=(24, 24), scale_range=(0.5, 1.5), seed=seed)
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+        inside = y != 255
+        assert torch.equal(s.sum(0) > 0, inside)
+        # bilinear soft vs nearest hard: they agree away from label edges
+        assert (s.argmax(0)[inside] == y[inside]).float().mean() > 0.8

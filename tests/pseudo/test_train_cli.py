@@ -26,10 +26,10 @@ def _train_argv(root, out, *extra):
 def test_train_on_pseudo_labels_with_eval(toy_root, tiny_clip_args, tmp_path, capsys):
     pl = tmp_path / "pl"
     assert main(["pseudo-label", "--dataset", "folder", "--root", str(toy_root), "--classes", CLASSES,
-                 "--out-dir", str(pl), *tiny_clip_args]) == 0
+                 "--out-dir", str(pl), "--soft", *tiny_clip_args]) == 0
     out = tmp_path / "run"
-    assert main(_train_argv(toy_root, out, "--pseudo-dir", str(pl), "--val-split", "all",
-                            "--eval-every", "4", "--apro-weight", "0.5", "--apro-opt", "iterations=2")) == 0
+    assert main(_train_argv(toy_root, out, "--pseudo-dir", str(pl), "--val-split", "all", "--eval-every", "4",
+                            "--apro-weight", "0.5", "--apro-opt", "iterations=2", "--soft-weight", "0.5")) == 0
     assert "mIoU" in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["pseudo_hash"] == json.loads((pl / "manifest.json").read_text())["config_hash"]
@@ -38,7 +38,7 @@ def test_train_on_pseudo_labels_with_eval(toy_root, tiny_clip_args, tmp_path, ca
 
 
 @pytest.mark.parametrize("case", ["dataset", "student", "pseudo_missing", "pseudo_incomplete", "out",
-                                  "apro_opt"])
+                                  "apro_opt", "no_soft"])
 def test_bad_training_configuration(case, toy_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("clipapro.pseudo.trainjob.train_student",
                         lambda *a, **k: pytest.fail("training started before the checks"))
@@ -51,20 +51,22 @@ def test_bad_training_configuration(case, toy_root, tmp_path, capsys, monkeypatc
     expect = {"dataset": "unknown dataset", "student": "unknown student",
               "pseudo_missing": "manifest.json not found",
               "pseudo_incomplete": "8 of 8 training images have no pseudo label", "out": "not writable",
-              "apro_opt": "--apro-opt"}[case]
+              "apro_opt": "--apro-opt", "no_soft": "made without --soft"}[case]
     if case == "dataset":
         argv[argv.index("folder")] = "nope"
     elif case == "student":
         argv[argv.index("tiny_fcn")] = "resnet9000"
     elif case == "pseudo_missing":
         argv[argv.index(str(pl))] = str(tmp_path / "nowhere")
-    if case in ("out", "apro_opt"):  # complete pseudo labels, so that only the tested error remains
+    if case in ("out", "apro_opt", "no_soft"):  # complete pseudo labels, so that only the tested error remains
         for lab in (toy_root / "masks").iterdir():
             (pl / "labels" / lab.name).write_bytes(lab.read_bytes())
     if case == "out":
         argv[argv.index(str(tmp_path / "run"))] = str(blocker / "run")
     elif case == "apro_opt":
         argv += ["--apro-weight", "1", "--apro-opt", "zeta_gg=3"]
+    elif case == "no_soft":
+        argv += ["--soft-weight", "1"]
     assert main(argv) == 2
     assert expect in capsys.readouterr().err
 
