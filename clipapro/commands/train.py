@@ -73,7 +73,10 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, PermissionError) as err:
         raise UsageError(str(err)) from err
     result = job.run()
-    if job.info.is_main:
+    if job.info.is_main and result.get("preempted"):
+        print(f"train: stopped by a signal after step {result['step']}; checkpoint saved in {args.out}, "
+              "rerun the same command to resume")
+    elif job.info.is_main:
         ev = result.get("eval")
         print(f"train: step {result['step']}, last loss {result['last_loss']}"
               + (f", mIoU {100 * ev['mIoU']:.2f}" if ev else "") + f"; run folder {args.out}")

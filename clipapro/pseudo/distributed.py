@@ -115,3 +115,42 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank must lie in [0, world_size), got rank={rank}, world_size={world_size}")
     return list(range(rank, n, world_size))
+
+
+class StopSignal:
+    """Turns SIGTERM / SIGUSR1 (cluster preemption; torchrun forwards SIGTERM to its workers) into a
+    flag that the training loop polls between steps, so it can checkpoint and exit cleanly.
+
+    :meth:`any_rank` agrees across ranks (max over ranks), so every rank stops after the same step.
+    Handlers are installed only in the main thread and restored by :meth:`restore`.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.raised = False
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def any_rank(self, device) -> bool:
+        flag = torch.tensor([1.0 if self.raised else 0.0], device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from clipapro._io import write_json_atomic
 from clipapro.pseudo import checkpoint as ckpt
-from clipapro.pseudo.distributed import all_reduce_sum, barrier, dist_info
+from clipapro.pseudo.distributed import StopSignal, all_reduce_sum, barrier, dist_info
 from clipapro.pseudo.evaluate import evaluate_student
 from clipapro.pseudo.labels import config_hash
 from clipapro.pseudo.student import create_student
@@ -104,7 +104,8 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     dataset's own masks) and write checkpoints and logs to ``out_dir``.
 
     Resumes from the newest checkpoint in ``out_dir`` when ``resume`` is set. ``config.stop_at``
-    stops early after that step (with a checkpoint), as a preemption would. Under torchrun (process
+    stops early after that step (with a checkpoint); so does SIGTERM/SIGUSR1 (preemption), after the
+    step in flight (``result["preempted"]``). Under torchrun (process
     group initialised by the caller) the model is wrapped in DistributedDataParallel.
 
     Returns:
@@ -153,51 +154,61 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
             model, device_ids=[device.index] if device.type == "cuda" else None)
     stop = min(total, config.stop_at) if config.stop_at is not None else total
     log = _Log(out_dir / "log.jsonl", enabled=info.is_main)
-    result = {"step": step, "last_loss": None, "eval": None}
+    result = {"step": step, "last_loss": None, "eval": None, "preempted": False}
+    signals = StopSignal()
     from tqdm import tqdm
 
     bar = tqdm(total=stop, initial=step, unit="step", disable=not (config.progress and info.is_main),
                desc="train", dynamic_ncols=True)
     net.train()
     running, count, t0 = torch.zeros(2, dtype=torch.float64, device=device), 0, time.perf_counter()
-    while step < stop:
-        epoch, offset = divmod(step, per_epoch)
-        batches = epoch_batches(len(data), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
-                                rank=info.rank, world_size=info.world_size)[offset:]
-        # a private generator: creating a loader mid-epoch (on resume) must not draw from the global RNG
-        loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=config.workers,
-                                             pin_memory=device.type == "cuda",
-                                             generator=torch.Generator().manual_seed(config.seed + epoch))
-        for batch in loader:
-            images, labels, *soft = (t.to(device, non_blocking=True) for t in batch)
-            loss, ce = _train_step(net, images, labels, soft[0] if soft else None, optimizer, scaler, config,
-                                   use_amp)
-            scheduler.step()
-            step += 1
-            running += torch.stack([loss.detach().double(), ce.detach().double()])
-            count += 1
-            bar.update(1)
-            if step % config.log_every == 0 or step == stop:
-                mean = all_reduce_sum(running.clone()) / (count * info.world_size)
-                result["last_loss"] = float(mean[0])
-                log.write(step=step, loss=float(mean[0]), ce=float(mean[1]), lr=scheduler.get_last_lr()[0],
-                          steps_per_s=count / (time.perf_counter() - t0))
-                bar.set_postfix(loss=f"{float(mean[0]):.4f}")
-                running.zero_()
-                count, t0 = 0, time.perf_counter()
-            if config.ckpt_every and (step % config.ckpt_every == 0 or step == stop):
-                ckpt.save_checkpoint(out_dir, step=step, model=model, optimizer=optimizer,
-                                     scheduler=scheduler, scaler=scaler, config=ident, config_hash=chash,
-                                     is_main=info.is_main)
-                barrier()
-            due = config.eval_every and (step % config.eval_every == 0 or step == total)
-            if val_dataset is not None and due:
-                scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
-                                          rank=info.rank, world_size=info.world_size, limit=config.eval_limit)
-                result["eval"] = scores
-                log.write(step=step, eval_mIoU=scores["mIoU"], eval_aAcc=scores["aAcc"])
-            if step >= stop:
+    preempted = False
+    try:
+        while step < stop:
+            epoch, offset = divmod(step, per_epoch)
+            batches = epoch_batches(len(data), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
+                                    rank=info.rank, world_size=info.world_size)[offset:]
+            # a private generator: creating a loader mid-epoch (on resume) must not draw from the global RNG
+            loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=config.workers,
+                                                 pin_memory=device.type == "cuda",
+                                                 generator=torch.Generator().manual_seed(config.seed + epoch))
+            for batch in loader:
+                images, labels, *soft = (t.to(device, non_blocking=True) for t in batch)
+                loss, ce = _train_step(net, images, labels, soft[0] if soft else None, optimizer, scaler, config,
+                                       use_amp)
+                scheduler.step()
+                step += 1
+                running += torch.stack([loss.detach().double(), ce.detach().double()])
+                count += 1
+                bar.update(1)
+                if step % config.log_every == 0 or step == stop:
+                    mean = all_reduce_sum(running.clone()) / (count * info.world_size)
+                    result["last_loss"] = float(mean[0])
+                    log.write(step=step, loss=float(mean[0]), ce=float(mean[1]), lr=scheduler.get_last_lr()[0],
+                              steps_per_s=count / (time.perf_counter() - t0))
+                    bar.set_postfix(loss=f"{float(mean[0]):.4f}")
+                    running.zero_()
+                    count, t0 = 0, time.perf_counter()
+                preempted = signals.any_rank(device)
+                if preempted or (config.ckpt_every and (step % config.ckpt_every == 0 or step == stop)):
+                    ckpt.save_checkpoint(out_dir, step=step, model=model, optimizer=optimizer,
+                                         scheduler=scheduler, scaler=scaler, config=ident, config_hash=chash,
+                                         is_main=info.is_main)
+                    barrier()
+                due = config.eval_every and (step % config.eval_every == 0 or step == total)
+                if val_dataset is not None and due and not preempted:
+                    scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
+                                              rank=info.rank, world_size=info.world_size, limit=config.eval_limit)
+                    result["eval"] = scores
+                    log.write(step=step, eval_mIoU=scores["mIoU"], eval_aAcc=scores["aAcc"])
+                if step >= stop or preempted:
+                    break
+            if preempted:
+                result["preempted"] = True
+                log.write(step=step, preempted=True)
                 break
+    finally:
+        signals.restore()
     bar.close()
     result["step"] = step
     if step >= total and info.is_main:

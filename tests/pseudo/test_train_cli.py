@@ -109,3 +109,30 @@ def test_ddp_gloo_training_resumes_bit_identically(ctx, toy_root, tmp_path):
     state = torch.load(b / "checkpoints" / "step_0000004.pt", weights_only=False)
     assert len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+
+
+def test_sigterm_checkpoints_and_resume_continues(ctx, toy_root, tmp_path):
+    import time
+
+    out = tmp_path / "run"
+    argv = _train_argv(toy_root, out, "--clean-labels", "--device", "cpu")
+    argv[argv.index("--steps") + 1] = "100000"
+    argv[argv.index("--ckpt-every") + 1] = "50000"
+    proc = ctx.Process(target=_workers.run_cli, args=(argv, None, str(tmp_path / "log.txt")))
+    proc.start()
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.01)
+    proc.terminate()  # SIGTERM, as a cluster scheduler's preemption
+    proc.join(60)
+    assert proc.exitcode == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[-1]["preempted"] is True
+    step = records[-1]["step"]
+    assert 3 <= step < 100000
+    assert (out / "checkpoints" / f"step_{step:07d}.pt").is_file()
+    assert "rerun the same command to resume" in (tmp_path / "log.txt").read_text()
+    assert main(argv + ["--stop-at", str(step + 2)]) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r][-2:] == [step + 1, step + 2]
