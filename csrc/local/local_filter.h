@@ -70,10 +70,12 @@ void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalPar
   }
 }
 
-// All iterations on one plane (h, w): in -> out, with the image's normalised weights.
+// All iterations on one plane (h, w): in -> out, with the image's normalised weights. With
+// threads > 1 the rows of each iteration are split among threads (one barrier per iteration): used
+// when there are fewer planes than threads.
 template <typename T>
 void local_plane(const T* in, const T* wts, int64_t h, int64_t w, const LocalParams& p,
-                 std::vector<T>& buf_a, std::vector<T>& buf_b, T* out) {
+                 std::vector<T>& buf_a, std::vector<T>& buf_b, T* out, int threads = 1) {
   const int64_t r = p.kernel_size / 2, pad = r * p.dilation, kk = p.kernel_size * p.kernel_size;
   const int64_t wp = w + 2 * pad, hp = h + 2 * pad, n = h * w;
   if (p.iterations == 0) {
@@ -92,8 +94,8 @@ void local_plane(const T* in, const T* wts, int64_t h, int64_t w, const LocalPar
   constexpr int64_t kChunk = 64;
   T* src = buf_a.data();
   T* dst = buf_b.data();
-  for (int64_t it = 0; it < p.iterations; ++it) {
-    for (int64_t y = 0; y < h; ++y) {
+  auto rows = [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y) {
       const T* center = src + (y + pad) * wp + pad;
       T* orow = dst + (y + pad) * wp + pad;
       for (int64_t x0 = 0; x0 < w; x0 += kChunk) {
@@ -108,6 +110,14 @@ void local_plane(const T* in, const T* wts, int64_t h, int64_t w, const LocalPar
         std::memcpy(orow + x0, acc, sizeof(T) * len);
       }
     }
+  };
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, h / 16));
+  for (int64_t it = 0; it < p.iterations; ++it) {
+    if (parts == 1) {
+      rows(0, h);
+    } else {
+      parallel_for(parts, static_cast<int>(parts), [&](int64_t q) { rows(q * h / parts, (q + 1) * h / parts); });
+    }
     std::swap(src, dst);
   }
   for (int64_t y = 0; y < h; ++y) std::memcpy(out + y * w, src + (y + pad) * wp + pad, sizeof(T) * w);
@@ -120,12 +130,20 @@ void local_filter(const T* values, const T* image, int64_t b, int64_t c, int64_t
   const int64_t n = h * w, kk = p.kernel_size * p.kernel_size;
   std::vector<T> wts(static_cast<size_t>(b * kk * n));
   parallel_for(b, threads, [&](int64_t i) { local_weights(image + i * f * n, f, h, w, p, wts.data() + i * kk * n); });
-  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, b * c)));
+  const int64_t planes = b * c;
+  if (planes < threads) {  // few planes: split the rows of each iteration instead
+    std::vector<T> buf_a, buf_b;
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      local_plane(values + plane * n, wts.data() + (plane / c) * kk * n, h, w, p, buf_a, buf_b, out + plane * n,
+                  threads);
+    }
+    return;
+  }
+  const int workers = static_cast<int>(std::min<int64_t>(threads, planes));
   std::vector<std::vector<T>> bufs(2 * workers);
   parallel_for(workers, workers, [&](int64_t wkr) {
-    for (int64_t plane = wkr; plane < b * c; plane += workers) {
-      const int64_t i = plane / c;
-      local_plane(values + plane * n, wts.data() + i * kk * n, h, w, p, bufs[2 * wkr], bufs[2 * wkr + 1],
+    for (int64_t plane = wkr; plane < planes; plane += workers) {
+      local_plane(values + plane * n, wts.data() + (plane / c) * kk * n, h, w, p, bufs[2 * wkr], bufs[2 * wkr + 1],
                   out + plane * n);
     }
   });

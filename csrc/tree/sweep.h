@@ -27,56 +27,46 @@ struct SweepOptions {
 
 constexpr int64_t kPrefetch = 8;
 
-// Bottom-up then top-down over channels [c0, c0 + cb) of planar x (c, n) into y (c, n), using scratch
-// s (n-1, cb). `a` has the n-1 internal affinities (breadth-first order); `up` (n-1) the parent of
-// each internal node as an internal index (up[0] unused); z (n) the normaliser or null.
+// Bottom-up then top-down over channels [c0, c0 + cb) of planar x (c, n) into y (c, n). With
+// `normalize`, a channel of ones rides along as channel cb (the normaliser), so one traversal
+// yields both sums. `s` is scratch of (n-1) * cs values, cs = cb + normalize. `a` has the n-1
+// internal affinities (breadth-first order); `up` (n-1) the parent of each internal node as an
+// internal index (up[0] unused).
 template <typename T>
-void sweep_block(int64_t n, int64_t c, int64_t c0, int64_t cb, const T* x, const int32_t* parent,
-                 const int32_t* up, const T* a, const T* z, const SweepOptions& opt, T* s, T* y) {
-  std::fill(s, s + (n - 1) * cb, T(0));
+void sweep_block(int64_t n, int64_t c0, int64_t cb, const T* x, const int32_t* parent, const int32_t* up,
+                 const T* a, const SweepOptions& opt, T* s, T* y) {
+  const int64_t cs = cb + (opt.normalize ? 1 : 0);
+  std::fill(s, s + (n - 1) * cs, T(0));
   for (int64_t v = 0; v < n; ++v) {
-    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cb, 1);
-    T* dst = s + (parent[v] - n) * cb;
+    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 1);
+    T* dst = s + (parent[v] - n) * cs;
     const T* src = x + c0 * n + v;
     for (int64_t k = 0; k < cb; ++k) dst[k] += src[k * n];
+    if (opt.normalize) dst[cb] += T(1);
   }
   for (int64_t j = n - 2; j >= 1; --j) {
-    T* dst = s + up[j] * cb;
-    const T* src = s + j * cb;
-    for (int64_t k = 0; k < cb; ++k) dst[k] += src[k];
+    T* dst = s + up[j] * cs;
+    const T* src = s + j * cs;
+    for (int64_t k = 0; k < cs; ++k) dst[k] += src[k];
   }
-  for (int64_t k = 0; k < cb; ++k) s[k] *= a[0];
+  for (int64_t k = 0; k < cs; ++k) s[k] *= a[0];
   for (int64_t j = 1; j < n - 1; ++j) {
     const int64_t p = up[j];
     const T d = a[j] - a[p];
-    const T* tp = s + p * cb;
-    T* tv = s + j * cb;
-    for (int64_t k = 0; k < cb; ++k) tv[k] = tp[k] + d * tv[k];
+    const T* tp = s + p * cs;
+    T* tv = s + j * cs;
+    for (int64_t k = 0; k < cs; ++k) tv[k] = tp[k] + d * tv[k];
   }
-  for (int64_t v = 0; v < n; ++v) {
-    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cb, 0);
-    const int64_t p = parent[v] - n;
-    const T* tp = s + p * cb;
-    const T* xv = x + c0 * n + v;
-    T* yv = y + c0 * n + v;
-    const T d = opt.include_self ? T(1) - a[p] : -a[p];
-    const T inv = z ? T(1) / z[v] : T(1);
-    for (int64_t k = 0; k < cb; ++k) yv[k * n] = (tp[k] + d * xv[k * n]) * inv;
-  }
-}
-
-// Normaliser z_i = sum_j a(lca(i, j)) (minus 1 without self), clamped away from zero.
-template <typename T>
-void sweep_normaliser(int64_t n, const int32_t* parent, const int32_t* up, const T* a, bool include_self, T* z) {
-  std::vector<T> s(n - 1, T(0));
-  for (int64_t v = 0; v < n; ++v) s[parent[v] - n] += T(1);
-  for (int64_t j = n - 2; j >= 1; --j) s[up[j]] += s[j];
-  s[0] *= a[0];
-  for (int64_t j = 1; j < n - 1; ++j) s[j] = s[up[j]] + (a[j] - a[up[j]]) * s[j];
   const T tiny = std::numeric_limits<T>::min();
   for (int64_t v = 0; v < n; ++v) {
+    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 0);
     const int64_t p = parent[v] - n;
-    z[v] = std::max(include_self ? s[p] + (T(1) - a[p]) : s[p] - a[p], tiny);
+    const T* tp = s + p * cs;
+    const T* xv = x + c0 * n + v;
+    T* yv = y + c0 * n + v;
+    const T d = opt.include_self ? T(1) - a[p] : -a[p];  // self term: x_v (weight 1) replaces a(p) x_v
+    const T inv = opt.normalize ? T(1) / std::max(tp[cb] + d, tiny) : T(1);
+    for (int64_t k = 0; k < cb; ++k) yv[k * n] = (tp[k] + d * xv[k * n]) * inv;
   }
 }
 
@@ -96,12 +86,8 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
     a[j] = static_cast<T>(std::exp(-static_cast<double>(height[j]) * inv));
     if (j > 0) up[j] = parent[n + j] - static_cast<int32_t>(n);
   }
-  std::vector<T> z;
-  if (opt.normalize) {
-    z.resize(n);
-    sweep_normaliser(n, parent, up.data(), a.data(), opt.include_self, z.data());
-  }
-  // Blocks of at most 16 channels keep each node's slice within one or two cache lines.
+  // Blocks of at most 16 channels keep each node's slice within one or two cache lines; each block
+  // carries its own normaliser channel (cheaper than a separate traversal).
   const int64_t max_block = 16;
   int64_t blocks = std::max<int64_t>((c + max_block - 1) / max_block, std::min<int64_t>(threads, c));
   blocks = std::min<int64_t>(blocks, c);
@@ -114,9 +100,8 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
     std::vector<T>& s = scratch[wkr];
     for (int64_t b = wkr; b < blocks; b += workers) {
       const int64_t cb = starts[b + 1] - starts[b];
-      s.resize((n - 1) * cb);
-      sweep_block(n, c, starts[b], cb, x, parent, up.data(), a.data(), opt.normalize ? z.data() : nullptr, opt,
-                  s.data(), y);
+      s.resize((n - 1) * (cb + 1));
+      sweep_block(n, starts[b], cb, x, parent, up.data(), a.data(), opt, s.data(), y);
     }
   });
 }
