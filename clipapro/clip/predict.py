@@ -13,14 +13,21 @@ Protocol knobs and where they come from (all optional, defaults = whole-image Ma
   patches with weights max(0, cos(key_i, key_j)), rows normalised (our formulation).
 * ``prompt_denoise``: MaskCLIP's prompt denoising: a class whose peak probability over the image
   stays below the threshold (0.5 in MaskCLIP) is removed; the image's strongest class is always kept.
+* ``area_threshold``: SCLIP's ``area_thd``: a non-background class whose predicted area is at most
+  this fraction of the non-background prediction is removed (SCLIP VOC21 config: 0.1).
 * Background: either a class of its own whose prompt names are stuff words (``voc21`` / ``context60``
   class files: ``background: sky, wall, tree, ...``), or ``bg_threshold``: pixels whose top
   probability is below it become background (``background_index``, default the class named
-  "background"), as the ``prob_thd`` option of SCLIP/NACLIP. Both can be combined.
+  "background"), as the ``prob_thd`` option of SCLIP/NACLIP/ClearCLIP. Both can be combined.
+* ``synonyms``: how a class with several prompt names scores. ``"max-cosine"`` (default): the max
+  of its names' cosines, then one softmax over classes. ``"max-prob"``: one softmax over all names,
+  then the max of its names' probabilities, as SCLIP/ClearCLIP/NACLIP do; thresholds then see
+  those (unnormalised) values, exactly as in those repositories. At one resolution both give the
+  same argmax; here the max comes before (max-cosine) or after (max-prob) the bilinear upsampling,
+  so class borders can differ slightly. The returned probabilities are always renormalised.
 
-A class with several prompt names scores the max of its names' cosines, then one softmax runs over
-classes, so probabilities sum to 1 (NACLIP/ClearCLIP take the max after a softmax over all names;
-the argmax is the same).
+Order: cosines -> resize to the output size -> softmax -> prompt denoising -> area threshold ->
+background threshold -> renormalise.
 """
 
 from __future__ import annotations
@@ -67,14 +74,16 @@ def _key_smooth(cos: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return (cos.flatten(2) @ affinity.transpose(1, 2)).view(b, k, h, w)
 
 
-def _window_cosine(model, images, classifier, *, key_smoothing: bool, **dense_kw) -> torch.Tensor:
-    """Cosines (B, K, H, W) of images at their own size: features, classifier, upsample, un-pad."""
+def _window_cosine(model, images, classifier, *, key_smoothing: bool, per_name: bool,
+                   **dense_kw) -> torch.Tensor:
+    """Cosines (B, K or S, H, W) of images at their own size: features, text, upsample, un-pad."""
     h_img, w_img = images.shape[-2:]
+    score = classifier.name_cosine if per_name else classifier.cosine
     if key_smoothing:
         feats, keys = model.encode_dense(images, return_keys=True, **dense_kw)
-        cos = _key_smooth(classifier.cosine(feats), keys)
+        cos = _key_smooth(score(feats), keys)
     else:
-        cos = classifier.cosine(model.encode_dense(images, **dense_kw))
+        cos = score(model.encode_dense(images, **dense_kw))
     p = model.patch_size
     hp, wp = cos.shape[-2] * p, cos.shape[-1] * p
     cos = F.interpolate(cos, size=(hp, wp), mode="bilinear", align_corners=False)
@@ -96,13 +105,15 @@ def slide_windows(height: int, width: int, crop: int, stride: int) -> list[tuple
 
 def _slide_cosine(model, images, classifier, crop, stride, crop_batch, **kw) -> torch.Tensor:
     b, _, h, w = images.shape
+    total = count = None
     windows = slide_windows(h, w, crop, stride)
-    total = images.new_zeros((b, classifier.num_classes, h, w), dtype=torch.float32)
-    count = images.new_zeros((1, 1, h, w), dtype=torch.float32)
     for start in range(0, len(windows), crop_batch):
         chunk = windows[start:start + crop_batch]
         crops = torch.cat([images[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
         cos = _window_cosine(model, crops, classifier, **kw)
+        if total is None:
+            total = cos.new_zeros((b, cos.shape[1], h, w))
+            count = cos.new_zeros((1, 1, h, w))
         for n, (y1, y2, x1, x2) in enumerate(chunk):
             total[:, :, y1:y2, x1:x2] += cos[n * b:(n + 1) * b]
             count[:, :, y1:y2, x1:x2] += 1
@@ -114,8 +125,9 @@ def dense_logits(model, images, classifier, *, dense_mode: str = "maskclip", log
     """Patch-level logits (B, K, h, w) = logit_scale * cos(dense embedding, class embedding).
 
     ``images``: (B, 3, H, W) float RGB in [0, 1]; normalised with the model's mean/std inside and
-    moved to the model's device (the result lives there too). h = ceil(H / patch_size) (see ``DenseCLIP.encode_dense`` for padding). ``dense_kw`` go to
-    ``encode_dense`` (``residual``, ``mlp``, ``gaussian_std``).
+    moved to the model's device (the result lives there too). h = ceil(H / patch_size) (see
+    ``DenseCLIP.encode_dense`` for padding). ``dense_kw`` go to ``encode_dense`` (``residual``,
+    ``mlp``, ``gaussian_std``). A class scores the max over its prompt names.
 
     Example:
         >>> import torch
@@ -133,10 +145,60 @@ def dense_logits(model, images, classifier, *, dense_mode: str = "maskclip", log
     return scale * classifier.cosine(model.encode_dense(images, dense_mode=dense_mode, **dense_kw))
 
 
+def _background_index(classifier, background_index) -> int:
+    idx = background_index
+    if idx is None:
+        if "background" not in classifier.names:
+            raise ValueError("bg_threshold needs a 'background' class or background_index=")
+        idx = classifier.names.index("background")
+    check_int(idx, "background_index", min_value=0)
+    if idx >= classifier.num_classes:
+        raise ValueError(f"background_index {idx} is out of range for {classifier.num_classes} classes")
+    return idx
+
+
+def _postprocess(cos, classifier, scale, *, per_name, prompt_denoise, area_threshold, bg_threshold,
+                 background_index):
+    """Cosines (B, K or S, H, W) -> class probabilities (B, K, H, W) summing to 1."""
+    b = cos.shape[0]
+    if per_name:
+        probs = classifier.reduce_names((scale * cos).softmax(dim=1))
+    else:
+        probs = (scale * cos).softmax(dim=1)
+    if prompt_denoise is not None:
+        thr = check_positive(prompt_denoise, "prompt_denoise", allow_zero=True)
+        peak = probs.amax(dim=(2, 3))  # (B, K)
+        drop = peak < thr
+        drop[torch.arange(b), peak.argmax(dim=1)] = False  # never drop every class
+        probs = probs.masked_fill(drop[:, :, None, None], 0.0)
+    if area_threshold is not None:
+        thr = check_positive(area_threshold, "area_threshold", allow_zero=True)
+        bg = background_index
+        if bg is None and "background" in classifier.names:
+            bg = classifier.names.index("background")
+        pred = F.one_hot(probs.argmax(dim=1), classifier.num_classes).sum(dim=(1, 2)).float()  # (B, K)
+        if bg is not None:
+            pred[:, bg] = 0
+        small = pred <= thr * pred.sum(dim=1, keepdim=True)
+        if bg is not None:
+            small[:, bg] = False
+        small &= ~torch.all(small, dim=1, keepdim=True)  # nothing left: keep everything
+        probs = probs.masked_fill(small[:, :, None, None], 0.0)
+    if bg_threshold is not None:
+        thr = check_positive(bg_threshold, "bg_threshold", allow_zero=True)
+        idx = _background_index(classifier, background_index)
+        low = probs.amax(dim=1, keepdim=True) < thr
+        onehot = torch.zeros_like(probs)
+        onehot[:, idx] = 1.0
+        probs = torch.where(low, onehot, probs)
+    return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-30)
+
+
 def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", slide_crop=None,
                   slide_stride=None, short_side=None, logit_scale=None, out_size=None,
-                  key_smoothing: bool = False, prompt_denoise=None, bg_threshold=None,
-                  background_index=None, crop_batch: int = 8, **dense_kw) -> torch.Tensor:
+                  key_smoothing: bool = False, prompt_denoise=None, area_threshold=None, bg_threshold=None,
+                  background_index=None, synonyms: str = "max-cosine", crop_batch: int = 8,
+                  **dense_kw) -> torch.Tensor:
     """Class probabilities (B, K, H, W) (or ``out_size``), float32, summing to 1 over K.
 
     See the module docstring for each option. ``slide_stride`` defaults to half of ``slide_crop``.
@@ -152,6 +214,8 @@ def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", sl
     """
     _check_inputs(model, images, classifier)
     scale = _scale_for(dense_mode, logit_scale)
+    if synonyms not in ("max-cosine", "max-prob"):
+        raise ValueError(f"synonyms must be 'max-cosine' or 'max-prob', got {synonyms!r}")
     b, _, h, w = images.shape
     out_hw = (h, w) if out_size is None else tuple(int(s) for s in out_size)
     if len(out_hw) != 2 or min(out_hw) < 1:
@@ -162,7 +226,8 @@ def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", sl
         s = short_side / min(h, w)
         size = (max(1, round(h * s)), max(1, round(w * s)))
         work = F.interpolate(work, size=size, mode="bilinear", align_corners=False, antialias=s < 1)
-    kw = dict(dense_mode=dense_mode, key_smoothing=key_smoothing, **dense_kw)
+    per_name = synonyms == "max-prob"
+    kw = dict(dense_mode=dense_mode, key_smoothing=key_smoothing, per_name=per_name, **dense_kw)
     if slide_crop is not None:
         check_int(slide_crop, "slide_crop", min_value=1)
         stride = slide_crop // 2
@@ -176,26 +241,6 @@ def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", sl
         cos = _window_cosine(model, work, classifier, **kw)
     if cos.shape[-2:] != out_hw:
         cos = F.interpolate(cos, size=out_hw, mode="bilinear", align_corners=False)
-    logits = scale * cos
-    if prompt_denoise is not None:
-        thr = check_positive(prompt_denoise, "prompt_denoise", allow_zero=True)
-        peak = logits.softmax(dim=1).amax(dim=(2, 3))  # (B, K)
-        drop = peak < thr
-        drop[torch.arange(b), peak.argmax(dim=1)] = False
-        logits = logits.masked_fill(drop[:, :, None, None], float("-inf"))
-    probs = logits.softmax(dim=1)
-    if bg_threshold is not None:
-        thr = check_positive(bg_threshold, "bg_threshold", allow_zero=True)
-        idx = background_index
-        if idx is None:
-            if "background" not in classifier.names:
-                raise ValueError("bg_threshold needs a 'background' class or background_index=")
-            idx = classifier.names.index("background")
-        check_int(idx, "background_index", min_value=0)
-        if idx >= classifier.num_classes:
-            raise ValueError(f"background_index {idx} is out of range for {classifier.num_classes} classes")
-        low = (probs.amax(dim=1, keepdim=True) < thr).float()
-        onehot = torch.zeros_like(probs)
-        onehot[:, idx] = 1.0
-        probs = probs * (1 - low) + onehot * low
-    return probs
+    return _postprocess(cos, classifier, scale, per_name=per_name, prompt_denoise=prompt_denoise,
+                        area_threshold=area_threshold, bg_threshold=bg_threshold,
+                        background_index=background_index)

@@ -59,16 +59,22 @@ class TextClassifier:
         return TextClassifier(self.classes, self.templates, self.weights.to(device),
                               self.class_index.to(device), self.key)
 
+    def name_cosine(self, features: torch.Tensor) -> torch.Tensor:
+        """Cosines of normalised features (B, D, h, w) with every prompt name: (B, S, h, w)."""
+        return torch.einsum("bdhw,sd->bshw", features, self.weights.to(features.device, features.dtype))
+
+    def reduce_names(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-name maps (B, S, h, w) -> per-class maps (B, K, h, w): the max over each class's names."""
+        if values.shape[1] == self.num_classes:
+            return values
+        b, _, h, w = values.shape
+        index = self.class_index.to(values.device).view(1, -1, 1, 1).expand_as(values)
+        out = values.new_full((b, self.num_classes, h, w), float("-inf"))
+        return out.scatter_reduce_(1, index, values, "amax", include_self=True)
+
     def cosine(self, features: torch.Tensor) -> torch.Tensor:
         """Cosines of normalised features (B, D, h, w) with each class: (B, K, h, w), max over synonyms."""
-        w = self.weights.to(features.device, features.dtype)
-        sims = torch.einsum("bdhw,sd->bshw", features, w)
-        if sims.shape[1] == self.num_classes:
-            return sims
-        b, _, h, wd = sims.shape
-        index = self.class_index.to(sims.device).view(1, -1, 1, 1).expand_as(sims)
-        out = sims.new_full((b, self.num_classes, h, wd), float("-inf"))
-        return out.scatter_reduce_(1, index, sims, "amax", include_self=True)
+        return self.reduce_names(self.name_cosine(features))
 
 
 def classifier_cache_key(model, classes: ClassSet, templates: tuple[str, ...]) -> str:

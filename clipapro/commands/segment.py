@@ -44,6 +44,10 @@ def add_arguments(parser) -> None:
                         help="drop classes whose peak probability is below this (MaskCLIP: 0.5)")
     parser.add_argument("--bg-threshold", type=float, default=None,
                         help="pixels with top probability below this become 'background'")
+    parser.add_argument("--area-threshold", type=float, default=None,
+                        help="drop non-background classes covering at most this fraction (SCLIP: 0.1)")
+    parser.add_argument("--synonyms", default="max-cosine", choices=("max-cosine", "max-prob"),
+                        help="how a class with several prompt names scores (max-prob = SCLIP/NACLIP)")
     parser.add_argument("--no-refine", action="store_true", help="skip the refinement with the image")
     parser.add_argument("--refine-method", default="auto",
                         help="clipapro.refine method (auto, apro, pamr, ...)")
@@ -140,7 +144,8 @@ def run(args) -> int:
                               slide_crop=args.slide_crop, slide_stride=args.slide_stride,
                               short_side=args.short_side, logit_scale=args.logit_scale,
                               key_smoothing=args.key_smoothing, prompt_denoise=args.prompt_denoise,
-                              bg_threshold=args.bg_threshold).cpu()
+                              bg_threshold=args.bg_threshold, area_threshold=args.area_threshold,
+                              synonyms=args.synonyms).cpu()
         if refine is not None:
             probs = refine(image, probs)
         labels = probs.argmax(dim=1)[0].numpy().astype("uint8")

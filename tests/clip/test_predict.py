@@ -128,3 +128,38 @@ def test_bad_options(oc_vit, oc_rn, clf):
         other = build_text_classifier(oc_vit, "cat, dog", templates="single")
         other.weights = torch.randn(2, 8)
         predict_probs(oc_vit, img, other)
+
+
+def test_max_prob_synonyms_follow_the_reference_repos(oc_vit, clf):
+    """synonyms='max-prob': softmax over all prompt names, max per class (SCLIP/NACLIP), then renormalised."""
+    img = torch.rand(1, 3, 32, 40)
+    probs = predict_probs(oc_vit, img, clf, synonyms="max-prob", logit_scale=40.0)
+    name_cos = clf.name_cosine(oc_vit.encode_dense(img))
+    name_cos = F.interpolate(name_cos, size=(32, 40), mode="bilinear", align_corners=False)
+    p = (40.0 * name_cos).softmax(1)
+    per_class = torch.stack([p[:, clf.class_index == k].amax(1) for k in range(21)], dim=1)
+    torch.testing.assert_close(probs, per_class / per_class.sum(1, keepdim=True), atol=1e-5, rtol=1e-5)
+    # at one resolution both synonym rules pick the same class
+    patch_cos = clf.name_cosine(oc_vit.encode_dense(img))
+    assert torch.equal(clf.reduce_names((40.0 * patch_cos).softmax(1)).argmax(1),
+                       clf.reduce_names(patch_cos).argmax(1))
+    # the background threshold sees the unnormalised max-prob values, as prob_thd does there
+    thr = float(per_class.amax(1).median())
+    low = per_class.amax(1)[0] < thr
+    bg = predict_probs(oc_vit, img, clf, synonyms="max-prob", logit_scale=40.0, bg_threshold=thr)
+    assert low.any() and torch.all(bg[0, 0][low] == 1)
+
+
+def test_area_threshold_removes_small_classes(oc_vit):
+    clf = build_text_classifier(oc_vit, "background, cat, dog, cow, grass", templates="single")
+    img = torch.rand(1, 3, 48, 48)
+    plain = predict_probs(oc_vit, img, clf, logit_scale=400.0)
+    area = torch.bincount(plain.argmax(1).flatten(), minlength=5).float()
+    area[0] = 0
+    frac = area / area.sum()
+    thr = float(frac[frac > 0].min())  # removes at least the smallest predicted class
+    probs = predict_probs(oc_vit, img, clf, logit_scale=400.0, area_threshold=thr)
+    small = (frac <= thr)
+    small[0] = False
+    assert small.any() and torch.all(probs[0, small] == 0)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 48, 48))
