@@ -40,6 +40,8 @@ def add_arguments(parser) -> None:
     r.add_argument("--refine", default="auto", help="refiner: auto, apro, none, or a clipapro.refine method")
     r.add_argument("--refine-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="refiner option, e.g. zeta_g=0.02 (repeatable)")
+    r.add_argument("--refine-workers", type=int, default=0,
+                   help="threads refining and writing while CLIP predicts the next images (GPU runs); 0: inline")
     r.add_argument("--threshold", type=float, default=None,
                    help="pixels whose top refined probability is below this become 255 (ignored in training)")
     r.add_argument("--soft", action="store_true", help="also write float16 soft labels (soft/<id>.npz)")

@@ -67,6 +67,7 @@ class PseudoLabelJob:
     progress: bool = True
     text_cache: str | None = None
     overwrite: bool = False
+    refine_workers: int = 0
 
     @classmethod
     def from_args(cls, args) -> PseudoLabelJob:
@@ -74,6 +75,8 @@ class PseudoLabelJob:
             raise ValueError(f"--threshold must lie in (0, 1], got {args.threshold}")
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        if args.refine_workers < 0:
+            raise ValueError(f"--refine-workers must be >= 0, got {args.refine_workers}")
         refine_options = parse_kv(args.refine_opt, "--refine-opt")
         get_refiner(args.refine, **refine_options)  # unknown refiner fails now
         dataset = load_dataset(args.dataset, args.root, args.split, classes=args.classes,
@@ -97,7 +100,8 @@ class PseudoLabelJob:
         }
         job = cls(dataset, class_set, config, out_dir, args.refine, refine_options, model_options,
                   predict_options, args.threshold, bool(args.soft), args.limit, device, info,
-                  progress=not args.no_progress, text_cache=args.text_cache, overwrite=bool(args.overwrite))
+                  progress=not args.no_progress, text_cache=args.text_cache, overwrite=bool(args.overwrite),
+                  refine_workers=args.refine_workers)
         # a foreign manifest is refused here, before any model is built (all ranks check)
         L.prepare_manifest(out_dir, config, class_names=class_set.names, overwrite=job.overwrite, write=False)
         return job
@@ -119,7 +123,7 @@ class PseudoLabelJob:
             stats = L.generate_pseudo_labels(self.dataset, predict, refine, self.out_dir,
                                              threshold=self.threshold, soft=self.soft, rank=info.rank,
                                              world_size=info.world_size, progress=self.progress,
-                                             limit=self.limit)
+                                             limit=self.limit, refine_workers=self.refine_workers)
             barrier()
             ids = L.item_ids(self.dataset)
             missing = L.missing_labels(self.out_dir, ids, soft=self.soft)

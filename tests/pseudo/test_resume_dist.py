@@ -119,3 +119,14 @@ def test_two_gloo_ranks_make_the_same_set(ctx, reference, tiny_clip_args, tmp_pa
     assert sorted(got) == sorted(expected)
     for name, data in expected.items():
         assert got[name] == data, name
+
+
+def test_refine_worker_threads_give_the_same_files(reference, tiny_clip_args, tmp_path):
+    root, expected = reference
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_argv(root, tmp_path / "out", tiny_clip_args) + ["--refine-workers", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _snapshot(tmp_path / "out") == expected
