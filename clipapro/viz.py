@@ -83,16 +83,19 @@ def _as_labels(labels, hw=None, name: str = "labels") -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def overlay(image, labels, *, alpha: float = 0.5, palette=None) -> np.ndarray:
+def overlay(image, labels, *, alpha: float = 0.5, palette=None, hide_index: int | None = None) -> np.ndarray:
     """Blend label colours over the photo: uint8 (H, W, 3) = (1 - alpha) * image + alpha * colour.
 
     ``image``: uint8 (H, W, 3) or float (3, H, W) in [0, 1]; ``labels``: (H, W) ints in 0..255.
+    Pixels labelled ``hide_index`` (e.g. 255 = unlabelled scribble pixels) show the photo unchanged.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     img = _as_image(image)
     lab = _as_labels(labels, img.shape[:2])
     out = (1 - alpha) * img.astype(np.float32) + alpha * label_colors(palette)[lab].astype(np.float32)
+    if hide_index is not None:
+        out[lab == hide_index] = img[lab == hide_index]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -158,7 +161,7 @@ def _add_legend(fig, entries, colors, *, columns: int, top: float) -> None:
 
 
 def save_overlay(path, image, labels, class_names=None, *, alpha: float = 0.5, width: int = 640,
-                 columns: int = 4, ignore_index: int = 255, palette=None) -> Path:
+                 columns: int = 4, ignore_index: int = 255, palette=None, hide_index: int | None = None) -> Path:
     """Write the photo with its label colours blended in and a legend of the classes present.
 
     Args:
@@ -166,13 +169,14 @@ def save_overlay(path, image, labels, class_names=None, *, alpha: float = 0.5, w
         image: uint8 (H, W, 3) or float (3, H, W) in [0, 1]; labels: (H, W) ints in 0..255.
         class_names: name of each label index (the legend says ``class i`` for indices beyond it).
         width: figure width in pixels; the size is :func:`overlay_figure_size`.
+        ignore_index: left out of the legend; hide_index: drawn without colour (see :func:`overlay`).
 
     Example:
         >>> import numpy as np
         >>> lab = np.zeros((30, 40), np.int64); lab[5:20, 5:20] = 1
         >>> save_overlay("o.png", np.zeros((30, 40, 3), np.uint8), lab, ["bg", "cat"])  # doctest: +SKIP
     """
-    blended = overlay(image, labels, alpha=alpha, palette=palette)
+    blended = overlay(image, labels, alpha=alpha, palette=palette, hide_index=hide_index)
     lab = _as_labels(labels)
     entries = _legend_entries([lab], class_names, ignore_index)
     w_px, h_px = overlay_figure_size(lab.shape, len(entries), width=width, columns=columns)
@@ -186,7 +190,7 @@ def save_overlay(path, image, labels, class_names=None, *, alpha: float = 0.5, w
 
 
 def save_panels(path, image, panels, class_names=None, *, panel_width: int = 320, alpha: float = 0.6,
-                columns: int = 6, ignore_index: int = 255, palette=None) -> Path:
+                columns: int = 6, ignore_index: int = 255, palette=None, hide_index: int | None = None) -> Path:
     """Write side-by-side panels: the photo, then one overlay per label map (e.g. coarse | refined |
     ground truth), with a shared legend of every class present in any of them.
 
@@ -194,6 +198,7 @@ def save_panels(path, image, panels, class_names=None, *, panel_width: int = 320
         panels: ``{title: labels (H, W)}`` in display order (a ``None`` value is skipped); the photo
             comes first, titled "image".
         panel_width: width of one panel in pixels; the size is :func:`panels_figure_size`.
+        ignore_index, hide_index: as for :func:`save_overlay`.
 
     Example:
         >>> import numpy as np
@@ -212,7 +217,8 @@ def save_panels(path, image, panels, class_names=None, *, panel_width: int = 320
     img_h = max(1, round(panel_width * img.shape[0] / img.shape[1]))
     fig = _new_figure(w_px, h_px)
     bottom = 1 - (img_h + _TITLE_PX) / h_px
-    for k, (title, pic) in enumerate([("image", img)] + [(t, overlay(img, m, alpha=alpha, palette=palette))
+    for k, (title, pic) in enumerate([("image", img)] + [(t, overlay(img, m, alpha=alpha, palette=palette,
+                                                                           hide_index=hide_index))
                                                           for t, m in maps.items()]):
         ax = fig.add_axes((k / n, bottom, 1 / n, img_h / h_px))
         ax.imshow(pic, interpolation="nearest", aspect="auto")
