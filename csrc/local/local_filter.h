@@ -23,36 +23,42 @@ struct LocalParams {
   int64_t iterations = 20;
 };
 
-// Normalised kernel weights of one image (f, h, w) -> wts (k*k, h, w).
+inline float exp_of(float v) { return std::exp(v); }
+inline double exp_of(double v) { return std::exp(v); }
+
+// Normalised kernel weights of one image (f, h, w) -> wts (k*k, h, w). The kernel is symmetric,
+// K(i, i+o) = K(i+o, i), so each exponential is evaluated once for an offset and its mirror.
 template <typename T>
 void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalParams& p, T* wts) {
-  const int64_t r = p.kernel_size / 2, kk = p.kernel_size * p.kernel_size, n = h * w;
-  const double inv = 1.0 / (p.zeta * p.zeta);
+  const int64_t r = p.kernel_size / 2, k = p.kernel_size, kk = k * k, n = h * w;
+  const T inv = static_cast<T>(1.0 / (p.zeta * p.zeta));
+  std::fill(wts, wts + kk * n, T(0));
+  std::fill(wts + (kk / 2) * n, wts + (kk / 2 + 1) * n, T(1));  // centre offset
   std::vector<T> d2(w);
-  int64_t o = 0;
-  for (int64_t dy = -r; dy <= r; ++dy) {
-    for (int64_t dx = -r; dx <= r; ++dx, ++o) {
+  for (int64_t dy = 0; dy <= r; ++dy) {
+    for (int64_t dx = -r; dx <= r; ++dx) {
+      if (dy == 0 && dx <= 0) continue;  // the positive half of the offsets; mirrors come for free
       const int64_t oy = dy * p.dilation, ox = dx * p.dilation;
+      const int64_t o = (dy + r) * k + (dx + r), mirror = kk - 1 - o;
       T* wo = wts + o * n;
-      for (int64_t y = 0; y < h; ++y) {
-        T* row = wo + y * w;
-        const int64_t yy = y + oy;
-        if (yy < 0 || yy >= h) {
-          std::fill(row, row + w, T(0));
-          continue;
-        }
-        const int64_t x0 = std::max<int64_t>(0, -ox), x1 = std::min<int64_t>(w, w - ox);
+      T* wm = wts + mirror * n;
+      const int64_t x0 = std::max<int64_t>(0, -ox), x1 = std::min<int64_t>(w, w - ox);
+      for (int64_t y = 0; y + oy < h; ++y) {
         std::fill(d2.begin(), d2.end(), T(0));
         for (int64_t c = 0; c < f; ++c) {
           const T* a = img + c * n + y * w;
-          const T* b = img + c * n + yy * w + ox;
+          const T* b = img + c * n + (y + oy) * w + ox;
           for (int64_t x = x0; x < x1; ++x) {
             const T d = a[x] - b[x];
             d2[x] += d * d;
           }
         }
-        for (int64_t x = 0; x < w; ++x) {
-          row[x] = (x >= x0 && x < x1) ? static_cast<T>(std::exp(-static_cast<double>(d2[x]) * inv)) : T(0);
+        T* row = wo + y * w;
+        T* mrow = wm + (y + oy) * w + ox;  // the neighbour's weight back to this pixel
+        for (int64_t x = x0; x < x1; ++x) {
+          const T v = exp_of(-d2[x] * inv);
+          row[x] = v;
+          mrow[x] = v;
         }
       }
     }
@@ -70,21 +76,23 @@ void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalPar
   }
 }
 
-// All iterations on one plane (h, w): in -> out, with the image's normalised weights. With
-// threads > 1 the rows of each iteration are split among threads (one barrier per iteration): used
-// when there are fewer planes than threads.
+// All iterations for one image: planar values (c, h, w) -> out (c, h, w), with the image's
+// normalised weights (k*k, h, w). Rows are the unit of work: a row's k*k weight rows are used for
+// every channel while they sit in cache, so the weights stream from memory once per iteration (not
+// once per channel). With threads > 1, each iteration's rows are split among threads.
 template <typename T>
-void local_plane(const T* in, const T* wts, int64_t h, int64_t w, const LocalParams& p,
-                 std::vector<T>& buf_a, std::vector<T>& buf_b, T* out, int threads = 1) {
+void local_image(const T* in, const T* wts, int64_t c, int64_t h, int64_t w, const LocalParams& p, int threads,
+                 T* out) {
   const int64_t r = p.kernel_size / 2, pad = r * p.dilation, kk = p.kernel_size * p.kernel_size;
-  const int64_t wp = w + 2 * pad, hp = h + 2 * pad, n = h * w;
+  const int64_t wp = w + 2 * pad, hp = h + 2 * pad, n = h * w, plane = hp * wp;
   if (p.iterations == 0) {
-    std::memcpy(out, in, sizeof(T) * n);
+    std::memcpy(out, in, sizeof(T) * n * c);
     return;
   }
-  buf_a.assign(hp * wp, T(0));
-  buf_b.assign(hp * wp, T(0));
-  for (int64_t y = 0; y < h; ++y) std::memcpy(&buf_a[(y + pad) * wp + pad], in + y * w, sizeof(T) * w);
+  std::vector<T> buf_a(static_cast<size_t>(c * plane), T(0)), buf_b(static_cast<size_t>(c * plane), T(0));
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t y = 0; y < h; ++y)
+      std::memcpy(&buf_a[ch * plane + (y + pad) * wp + pad], in + ch * n + y * w, sizeof(T) * w);
   std::vector<int64_t> shift(kk);
   {
     int64_t o = 0;
@@ -96,22 +104,24 @@ void local_plane(const T* in, const T* wts, int64_t h, int64_t w, const LocalPar
   T* dst = buf_b.data();
   auto rows = [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y) {
-      const T* center = src + (y + pad) * wp + pad;
-      T* orow = dst + (y + pad) * wp + pad;
-      for (int64_t x0 = 0; x0 < w; x0 += kChunk) {
-        const int64_t len = std::min(kChunk, w - x0);
-        T acc[kChunk];
-        for (int64_t i = 0; i < len; ++i) acc[i] = T(0);
-        for (int64_t o = 0; o < kk; ++o) {
-          const T* wq = wts + o * n + y * w + x0;
-          const T* sq = center + shift[o] + x0;
-          for (int64_t i = 0; i < len; ++i) acc[i] += wq[i] * sq[i];
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const T* center = src + ch * plane + (y + pad) * wp + pad;
+        T* orow = dst + ch * plane + (y + pad) * wp + pad;
+        for (int64_t x0 = 0; x0 < w; x0 += kChunk) {
+          const int64_t len = std::min(kChunk, w - x0);
+          T acc[kChunk];
+          for (int64_t i = 0; i < len; ++i) acc[i] = T(0);
+          for (int64_t o = 0; o < kk; ++o) {
+            const T* wq = wts + o * n + y * w + x0;
+            const T* sq = center + shift[o] + x0;
+            for (int64_t i = 0; i < len; ++i) acc[i] += wq[i] * sq[i];
+          }
+          std::memcpy(orow + x0, acc, sizeof(T) * len);
         }
-        std::memcpy(orow + x0, acc, sizeof(T) * len);
       }
     }
   };
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, h / 16));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, h / 8));
   for (int64_t it = 0; it < p.iterations; ++it) {
     if (parts == 1) {
       rows(0, h);
@@ -120,33 +130,27 @@ void local_plane(const T* in, const T* wts, int64_t h, int64_t w, const LocalPar
     }
     std::swap(src, dst);
   }
-  for (int64_t y = 0; y < h; ++y) std::memcpy(out + y * w, src + (y + pad) * wp + pad, sizeof(T) * w);
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t y = 0; y < h; ++y)
+      std::memcpy(out + ch * n + y * w, src + ch * plane + (y + pad) * wp + pad, sizeof(T) * w);
 }
 
-// values (b, c, h, w), image (b, f, h, w) -> out (b, c, h, w).
+// values (b, c, h, w), image (b, f, h, w) -> out (b, c, h, w). Small images in a large batch run one
+// image per thread; otherwise images run one after another with their rows split across threads.
 template <typename T>
 void local_filter(const T* values, const T* image, int64_t b, int64_t c, int64_t f, int64_t h, int64_t w,
                   const LocalParams& p, int threads, T* out) {
   const int64_t n = h * w, kk = p.kernel_size * p.kernel_size;
-  std::vector<T> wts(static_cast<size_t>(b * kk * n));
-  parallel_for(b, threads, [&](int64_t i) { local_weights(image + i * f * n, f, h, w, p, wts.data() + i * kk * n); });
-  const int64_t planes = b * c;
-  if (planes < threads) {  // few planes: split the rows of each iteration instead
-    std::vector<T> buf_a, buf_b;
-    for (int64_t plane = 0; plane < planes; ++plane) {
-      local_plane(values + plane * n, wts.data() + (plane / c) * kk * n, h, w, p, buf_a, buf_b, out + plane * n,
-                  threads);
-    }
-    return;
+  auto one = [&](int64_t i, int inner) {
+    std::vector<T> wts(static_cast<size_t>(kk * n));
+    local_weights(image + i * f * n, f, h, w, p, wts.data());
+    local_image(values + i * c * n, wts.data(), c, h, w, p, inner, out + i * c * n);
+  };
+  if (b >= threads && n * c <= (int64_t(1) << 20)) {
+    parallel_for(b, threads, [&](int64_t i) { one(i, 1); });
+  } else {
+    for (int64_t i = 0; i < b; ++i) one(i, threads);
   }
-  const int workers = static_cast<int>(std::min<int64_t>(threads, planes));
-  std::vector<std::vector<T>> bufs(2 * workers);
-  parallel_for(workers, workers, [&](int64_t wkr) {
-    for (int64_t plane = wkr; plane < planes; plane += workers) {
-      local_plane(values + plane * n, wts.data() + (plane / c) * kk * n, h, w, p, bufs[2 * wkr], bufs[2 * wkr + 1],
-                  out + plane * n);
-    }
-  });
 }
 
 }  // namespace clipapro
