@@ -154,5 +154,5 @@ def run(args) -> int:
         with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
             Image.fromarray(_overlay(image, labels, args.alpha)).save(tmp, format="PNG")
         present = sorted({int(v) for v in labels.flat})
-        print(f"{path}: " + ", ".join(f"{i}={clf.names[i]}" for i in present))
+        tqdm.write(f"{path}: " + ", ".join(f"{i}={clf.names[i]}" for i in present))
     return 0
