@@ -72,8 +72,11 @@ def _image_tensor(image) -> torch.Tensor:
     """PIL image, uint8 (H, W, 3) array/tensor, or float (3, H, W) / (1, 3, H, W) in [0, 1] ->
     float32 (1, 3, H, W) in [0, 1] on the CPU."""
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image
-        image = np.asarray(image.convert("RGB"))
-    t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+        image = np.array(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        arr = np.ascontiguousarray(image)
+        image = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable memory
+    t = image
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"image must be a PIL image, numpy array or tensor, got {type(image).__name__}")
     if t.dtype == torch.uint8:
