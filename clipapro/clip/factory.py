@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -116,7 +117,9 @@ def _create_open_clip(name, pretrained, random_init, model_cfg, cache_dir, quick
         clip = cls(**cfg)
         if pretrained is not None:
             _load_checkpoint(clip, pretrained)
-        weights_id = _file_id(pretrained) if pretrained else None
+        # the architecture is part of the identity: one file may be read under two configs
+        arch = hashlib.sha256(json.dumps(model_cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        weights_id = f"{_file_id(pretrained)}|cfg:{arch}|qg:{int(bool(quick_gelu))}" if pretrained else None
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
         return DenseCLIP(clip, backend="open_clip", name=name, pretrained=pretrained, tokenizer=tokenizer,
                          weights_id=weights_id)
@@ -136,7 +139,7 @@ def _create_open_clip(name, pretrained, random_init, model_cfg, cache_dir, quick
     elif pretrained is not None and (os.path.sep in str(pretrained) or os.path.exists(str(pretrained))):
         clip = open_clip.create_model(name, pretrained=None, **kwargs)
         _load_checkpoint(clip, str(pretrained))
-        weights_id = _file_id(str(pretrained))
+        weights_id = f"{_file_id(str(pretrained))}|{name}|qg:{int(bool(quick_gelu))}"
     else:
         tag = pretrained or default_pretrained_tag(name)
         tags = open_clip.list_pretrained_tags_by_model(name)

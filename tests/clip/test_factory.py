@@ -72,3 +72,12 @@ def test_transformers_errors(tmp_path):
 def test_weights_id_random_models_hash_their_text_tower(oc_vit, hf_vit):
     assert oc_vit.weights_id.startswith("sha256:")
     assert hf_vit.weights_id.startswith("sha256:")
+
+
+def test_weights_id_of_a_file_depends_on_the_architecture(oc_vit, vit_cfg, tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in oc_vit.clip.state_dict().items()}, str(path))
+    plain_cfg = {**vit_cfg, "quick_gelu": False}
+    a = create_model("tiny", model_cfg=vit_cfg, pretrained=str(path))
+    b = create_model("tiny", model_cfg=plain_cfg, pretrained=str(path))
+    assert a.weights_id != b.weights_id and a.weights_id.startswith("file:")
