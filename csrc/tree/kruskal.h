@@ -5,9 +5,10 @@
 // their lowest common ancestor, which turns the all-pairs tree filter into two linear sweeps.
 //
 // Speed notes: grid edges are named 2*u (to the right) and 2*u+1 (downwards), so endpoints need no
-// division; one radix sort of packed (weight, id) items; the union-find stores component sizes in
-// its roots and is kept apart from the reconstruction tree, whose children are written in
-// creation order (sequential) and turned into parent links in one pass afterwards.
+// division; one radix sort of packed (weight, id) items; the union-find is one int32 array whose
+// roots name their reconstruction node, kept apart from the reconstruction tree itself, whose
+// children are written in creation order (sequential) and turned into breadth-first parent links
+// in one pass afterwards.
 #pragma once
 
 #include <algorithm>
@@ -40,10 +41,15 @@ struct TreeBuffers {
   T* tree_weights;        // (n-1) or null
 };
 
-// Union-find over pixels: uf[x] >= 0 is x's parent, uf[root] = -(component size).
+// Union-find over pixels in ONE int32 array (it then fits in the L2 cache at 512x512):
+// uf[x] >= 0 is x's parent; a root stores -(reconstruction node + 1), the node that currently
+// represents its component. Roots are linked by index (the larger index becomes the root), which
+// needs no size array; path halving keeps the finds short.
 class UnionFind {
  public:
-  explicit UnionFind(int64_t n) : uf_(n, -1) {}
+  explicit UnionFind(int64_t n) : uf_(n) {
+    for (int64_t i = 0; i < n; ++i) uf_[i] = -static_cast<int32_t>(i) - 1;
+  }
   int32_t find(int32_t x) {
     while (uf_[x] >= 0) {
       const int32_t p = uf_[x];
@@ -52,12 +58,12 @@ class UnionFind {
     }
     return x;
   }
-  // Links two distinct roots by size; returns the new root.
-  int32_t link(int32_t a, int32_t b) {
-    if (uf_[a] > uf_[b]) std::swap(a, b);
-    uf_[a] += uf_[b];
+  int32_t node(int32_t root) const { return -uf_[root] - 1; }
+  // Links two distinct roots; the merged component is represented by reconstruction node `node`.
+  void link(int32_t a, int32_t b, int32_t node) {
+    if (a < b) std::swap(a, b);
     uf_[b] = a;
-    return a;
+    uf_[a] = -node - 1;
   }
 
  private:
@@ -105,8 +111,6 @@ void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoint
   tmp.clear();
   tmp.shrink_to_fit();
   UnionFind uf(n);
-  std::vector<int32_t> node_of(n);
-  for (int64_t i = 0; i < n; ++i) node_of[i] = static_cast<int32_t>(i);
   std::vector<int32_t> child(2 * (n - 1));
   int64_t m = 0;
   const int64_t count = static_cast<int64_t>(items.size());
@@ -119,9 +123,9 @@ void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoint
       if (require_tree) throw std::invalid_argument("tree is not a spanning tree of the grid: it contains a cycle");
       continue;
     }
-    child[2 * m] = node_of[ru];
-    child[2 * m + 1] = node_of[rv];
-    node_of[uf.link(ru, rv)] = static_cast<int32_t>(n + m);
+    child[2 * m] = uf.node(ru);
+    child[2 * m + 1] = uf.node(rv);
+    uf.link(ru, rv, static_cast<int32_t>(n + m));
     const T wt = items[k].weight();
     out.height[m] = wt;
     if (out.tree_edges) {
