@@ -16,6 +16,7 @@ DESCRIPTION = (
     "downloads, and says how to get the weights when they are missing."
 )
 
+_STEPS = ("boxes", "scribbles", "clip")  # scribbles includes the refinement of a coarse prediction
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _VOCABULARY = ["background: sky, wall, floor, table, tree, building", "person", "flag", "rocket", "helmet",
                "cup", "saucer", "spoon"]
@@ -32,7 +33,8 @@ def add_arguments(parser) -> None:
                              "Hugging Face cache that open_clip fills)")
     parser.add_argument("--no-quick-gelu", action="store_true",
                         help="the checkpoint was not trained with QuickGELU (not OpenAI's weights)")
-    parser.add_argument("--skip-clip", action="store_true", help="skip the CLIP segmentation step")
+    parser.add_argument("--steps", default=",".join(_STEPS),
+                        help=f"comma list of the steps to run, from {', '.join(_STEPS)}")
 
 
 def find_cached_weights(model: str):
@@ -136,14 +138,7 @@ def _scribbles_and_refine(out, max_side, summary):
 
 
 def _segment(args, out, summary) -> None:
-    from pathlib import Path
-
-    from clipapro.cli import UsageError
-
-    weights = args.pretrained
-    if weights is not None and not Path(weights).is_file():
-        raise UsageError(f"--pretrained {weights} is not a file")
-    weights = weights or find_cached_weights(args.model)
+    weights = args.pretrained or find_cached_weights(args.model)
     if weights is None:
         summary["segment"] = "skipped: no weights on disk"
         print(how_to_get_weights(args.model))
@@ -177,14 +172,21 @@ def run(args) -> int:
 
     if args.max_side < 32:
         raise UsageError(f"--max-side must be >= 32, got {args.max_side}")
+    steps = [x.strip() for x in args.steps.split(",") if x.strip()]
+    if not steps or set(steps) - set(_STEPS):
+        raise UsageError(f"--steps must be a comma list of {', '.join(_STEPS)}, got {args.steps!r}")
+    if args.pretrained is not None and not Path(args.pretrained).is_file():
+        raise UsageError(f"--pretrained {args.pretrained} is not a file")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing below may download
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     summary = {"max_side": args.max_side, "box2mask": {}, "scribble2mask": {}, "refine": {}}
-    _boxes(out, args.max_side, summary)
-    _scribbles_and_refine(out, args.max_side, summary)
-    if not args.skip_clip:
+    if "boxes" in steps:
+        _boxes(out, args.max_side, summary)
+    if "scribbles" in steps:
+        _scribbles_and_refine(out, args.max_side, summary)
+    if "clip" in steps:
         _segment(args, out, summary)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out / "summary.json", summary)
