@@ -38,6 +38,7 @@ from clipapro.clip.model import OPENAI_MEAN, OPENAI_STD, DenseCLIP
 
 __all__ = ["create_model", "default_pretrained_tag"]
 
+_CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _LOCAL_HINT = ("to run offline, pass a local checkpoint: --pretrained /path/to/open_clip_model.bin "
                "(or .safetensors; python: create_model(name, pretrained=path))")
@@ -136,7 +137,8 @@ def _create_open_clip(name, pretrained, random_init, model_cfg, cache_dir, quick
     tag, weights_id = None, None
     if random_init:
         clip = open_clip.create_model(name, pretrained=None, **kwargs)
-    elif pretrained is not None and (os.path.sep in str(pretrained) or os.path.exists(str(pretrained))):
+    elif pretrained is not None and (os.path.sep in str(pretrained) or os.path.exists(str(pretrained))
+                                     or str(pretrained).endswith(_CHECKPOINT_SUFFIXES)):
         clip = open_clip.create_model(name, pretrained=None, **kwargs)
         _load_checkpoint(clip, str(pretrained))
         weights_id = f"{_file_id(str(pretrained))}|{name}|qg:{int(bool(quick_gelu))}"

@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--refine-method", default="auto",
                         help="clipapro.refine method (auto, apro, pamr, ...)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
+    parser.add_argument("--no-overlay", action="store_true", help="write only the label maps")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="skip images whose label map exists already (resume an interrupted run)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                         help="model precision")
@@ -139,6 +142,9 @@ def run(args) -> int:
         raise ValueError(f"{clf.num_classes} classes do not fit a palette PNG (max 255)")
     refine = None if args.no_refine else _refiner(args.refine_method)
     for path in tqdm(args.images, desc="segment", unit="img", disable=len(args.images) < 2):
+        stem = Path(path).stem
+        if args.skip_existing and (out_dir / f"{stem}.png").is_file():
+            continue
         image = _load_image(path)
         probs = predict_probs(model, image.to(args.device), clf, dense_mode=args.dense_mode,
                               slide_crop=args.slide_crop, slide_stride=args.slide_stride,
@@ -149,10 +155,10 @@ def run(args) -> int:
         if refine is not None:
             probs = refine(image, probs)
         labels = probs.argmax(dim=1)[0].numpy().astype("uint8")
-        stem = Path(path).stem
+        if not args.no_overlay:  # label map last: it marks the image as done for --skip-existing
+            with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
+                Image.fromarray(_overlay(image, labels, args.alpha)).save(tmp, format="PNG")
         save_label_png(out_dir / f"{stem}.png", labels)
-        with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
-            Image.fromarray(_overlay(image, labels, args.alpha)).save(tmp, format="PNG")
         present = sorted({int(v) for v in labels.flat})
         tqdm.write(f"{path}: " + ", ".join(f"{i}={clf.names[i]}" for i in present))
     return 0

@@ -85,3 +85,17 @@ def test_prompts_lists_and_shows(capsys):
     assert main(["prompts", "--show", "maskclip85"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 85
     assert main(["prompts", "--show", "nope"]) == 2
+
+
+def test_segment_skip_existing_and_no_overlay(tiny_model_files, tmp_path):
+    cfg, ckpt = tiny_model_files
+    a, b = _photo(tmp_path / "a.png"), _photo(tmp_path / "b.png", size=(20, 30))
+    out = tmp_path / "out"
+    base = ["segment", "--classes", "cat,dog", "--model", cfg, "--pretrained", ckpt, "--templates", "single",
+            "--out-dir", str(out), "--no-refine", "--no-overlay"]
+    assert main(base[:1] + [a] + base[1:]) == 0
+    (out / "a.png").write_bytes(b"sentinel")  # must survive: a is done already
+    assert main(base[:1] + [a, b] + base[1:] + ["--skip-existing"]) == 0
+    assert (out / "a.png").read_bytes() == b"sentinel"
+    assert Image.open(out / "b.png").size == (20, 30)
+    assert not list(out.glob("*_overlay.png"))
