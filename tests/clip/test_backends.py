@@ -1,5 +1,7 @@
 """The same weights in open_clip and in transformers give the same outputs (through clipapro.clip.convert)."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -56,8 +58,6 @@ def test_same_weights_same_text_embeddings(oc_vit, hf_vit):
 
 def test_backends_agree_when_loaded_from_disk(oc_vit, hf_vit, vit_cfg, tmp_path):
     """The real loading paths: an open_clip safetensors checkpoint and a save_pretrained folder."""
-    import json
-
     ckpt = tmp_path / "open_clip_model.safetensors"
     save_file({k: v.contiguous() for k, v in oc_vit.clip.state_dict().items() if k != "attn_mask"}, str(ckpt))
     cfg_path = tmp_path / "tiny.json"
@@ -75,3 +75,31 @@ def test_backends_agree_when_loaded_from_disk(oc_vit, hf_vit, vit_cfg, tmp_path)
     pa = predict_probs(oc, img, clf_oc, dense_mode="naclip", slide_crop=32, slide_stride=16)
     pb = predict_probs(hf, img, clf_hf, dense_mode="naclip", slide_crop=32, slide_stride=16)
     torch.testing.assert_close(pa, pb, atol=1e-4, rtol=0)
+
+
+def _clip_bpe_tokenizer(folder):
+    """A transformers CLIPTokenizer with OpenAI CLIP's BPE, built from the vocabulary open_clip ships."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(bytes_to_unicode().values())
+    vocab += [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
+
+
+def test_transformers_folder_with_its_own_tokenizer(oc_vit, hf_vit, tmp_path):
+    """A save_pretrained folder holding tokenizer files: the HF tokenizer path (eos padding, attention mask)."""
+    folder = tmp_path / "hf"
+    hf_vit.clip.save_pretrained(folder)
+    (tmp_path / "tok").mkdir()
+    _clip_bpe_tokenizer(tmp_path / "tok").save_pretrained(folder)
+    hf = create_model(str(folder), backend="transformers")
+    assert not getattr(hf.tokenizer, "is_open_clip", False)
+    texts = ["a photo of a potted plant.", "itap of a TV monitor!", "sky"]
+    torch.testing.assert_close(hf.encode_text(texts), oc_vit.encode_text(texts), atol=1e-4, rtol=0)
