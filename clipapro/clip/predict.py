@@ -9,8 +9,10 @@ Protocol knobs and where they come from (all optional, defaults = whole-image Ma
   per-pixel window count.
 * ``logit_scale``: softmax temperature on cosines; default per ``dense_mode`` (see
   :data:`clipapro.clip.dense.DENSE_MODES`).
-* ``key_smoothing``: MaskCLIP's key smoothing; here each patch's class cosines are averaged over all
-  patches with weights max(0, cos(key_i, key_j)), rows normalised (our formulation).
+* ``key_smoothing``: MaskCLIP's key smoothing. A patch whose top probability (softmax of 100 x
+  cosine, as in MaskCLIP) is below the threshold (``True``: every patch) takes the average of all
+  patches' class cosines weighted by max(0, cos(key_i, key_j)), rows normalised. MaskCLIP averages
+  probabilities with raw key similarities; we average cosines so the result stays a cosine map.
 * ``prompt_denoise``: MaskCLIP's prompt denoising: a class whose peak probability over the image
   stays below the threshold (0.5 in MaskCLIP) is removed; the image's strongest class is always kept.
 * ``area_threshold``: SCLIP's ``area_thd``: a non-background class whose predicted area is at most
@@ -66,22 +68,33 @@ def _scale_for(dense_mode: str, logit_scale) -> float:
     return check_positive(logit_scale, "logit_scale")
 
 
-def _key_smooth(cos: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def _key_smooth(cos: torch.Tensor, keys: torch.Tensor, threshold) -> torch.Tensor:
     b, k, h, w = cos.shape
     kf = keys.flatten(2)  # (B, C, N), normalised over C
     affinity = torch.relu(kf.transpose(1, 2) @ kf)  # (B, N, N)
     affinity = affinity / affinity.sum(dim=2, keepdim=True).clamp_min(1e-12)
-    return (cos.flatten(2) @ affinity.transpose(1, 2)).view(b, k, h, w)
+    smooth = (cos.flatten(2) @ affinity.transpose(1, 2)).view(b, k, h, w)
+    if threshold is True:
+        return smooth
+    unsure = (100.0 * cos).softmax(dim=1).amax(dim=1, keepdim=True) < float(threshold)
+    return torch.where(unsure, smooth, cos)
 
 
-def _window_cosine(model, images, classifier, *, key_smoothing: bool, per_name: bool,
+def _check_key_smoothing(value):
+    if value is True or value is False:
+        return value
+    check_positive(value, "key_smoothing")
+    return value
+
+
+def _window_cosine(model, images, classifier, *, key_smoothing, per_name: bool,
                    **dense_kw) -> torch.Tensor:
     """Cosines (B, K or S, H, W) of images at their own size: features, text, upsample, un-pad."""
     h_img, w_img = images.shape[-2:]
     score = classifier.name_cosine if per_name else classifier.cosine
     if key_smoothing:
         feats, keys = model.encode_dense(images, return_keys=True, **dense_kw)
-        cos = _key_smooth(score(feats), keys)
+        cos = _key_smooth(score(feats), keys, key_smoothing)
     else:
         cos = score(model.encode_dense(images, **dense_kw))
     p = model.patch_size
@@ -121,7 +134,7 @@ def _slide_cosine(model, images, classifier, crop, stride, crop_batch, **kw) -> 
 
 
 def dense_logits(model, images, classifier, *, dense_mode: str = "maskclip", logit_scale=None,
-                 key_smoothing: bool = False, **dense_kw) -> torch.Tensor:
+                 key_smoothing=False, **dense_kw) -> torch.Tensor:
     """Patch-level logits (B, K, h, w) = logit_scale * cos(dense embedding, class embedding).
 
     ``images``: (B, 3, H, W) float RGB in [0, 1]; normalised with the model's mean/std inside and
@@ -139,9 +152,9 @@ def dense_logits(model, images, classifier, *, dense_mode: str = "maskclip", log
     """
     _check_inputs(model, images, classifier)
     scale = _scale_for(dense_mode, logit_scale)
-    if key_smoothing:
+    if _check_key_smoothing(key_smoothing) is not False:
         feats, keys = model.encode_dense(images, dense_mode=dense_mode, return_keys=True, **dense_kw)
-        return scale * _key_smooth(classifier.cosine(feats), keys)
+        return scale * _key_smooth(classifier.cosine(feats), keys, key_smoothing)
     return scale * classifier.cosine(model.encode_dense(images, dense_mode=dense_mode, **dense_kw))
 
 
@@ -196,7 +209,7 @@ def _postprocess(cos, classifier, scale, *, per_name, prompt_denoise, area_thres
 
 def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", slide_crop=None,
                   slide_stride=None, short_side=None, logit_scale=None, out_size=None,
-                  key_smoothing: bool = False, prompt_denoise=None, area_threshold=None, bg_threshold=None,
+                  key_smoothing=False, prompt_denoise=None, area_threshold=None, bg_threshold=None,
                   background_index=None, synonyms: str = "max-cosine", crop_batch: int = 8,
                   **dense_kw) -> torch.Tensor:
     """Class probabilities (B, K, H, W) (or ``out_size``), float32, summing to 1 over K.
@@ -227,6 +240,7 @@ def predict_probs(model, images, classifier, *, dense_mode: str = "maskclip", sl
         size = (max(1, round(h * s)), max(1, round(w * s)))
         work = F.interpolate(work, size=size, mode="bilinear", align_corners=False, antialias=s < 1)
     per_name = synonyms == "max-prob"
+    _check_key_smoothing(key_smoothing)
     kw = dict(dense_mode=dense_mode, key_smoothing=key_smoothing, per_name=per_name, **dense_kw)
     if slide_crop is not None:
         check_int(slide_crop, "slide_crop", min_value=1)

@@ -39,7 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--slide-stride", type=int, default=None, help="sliding-window stride (e.g. 112)")
     parser.add_argument("--logit-scale", type=float, default=None,
                         help="softmax scale on cosines (default: per dense mode, 40-100)")
-    parser.add_argument("--key-smoothing", action="store_true", help="MaskCLIP key smoothing")
+    parser.add_argument("--key-smoothing", type=float, default=None, metavar="THRESHOLD",
+                        help="MaskCLIP key smoothing of patches whose top probability is below this "
+                             "(MaskCLIP: 0.5; 1 smooths every patch)")
     parser.add_argument("--prompt-denoise", type=float, default=None,
                         help="drop classes whose peak probability is below this (MaskCLIP: 0.5)")
     parser.add_argument("--bg-threshold", type=float, default=None,
@@ -149,7 +151,7 @@ def run(args) -> int:
         probs = predict_probs(model, image.to(args.device), clf, dense_mode=args.dense_mode,
                               slide_crop=args.slide_crop, slide_stride=args.slide_stride,
                               short_side=args.short_side, logit_scale=args.logit_scale,
-                              key_smoothing=args.key_smoothing, prompt_denoise=args.prompt_denoise,
+                              key_smoothing=args.key_smoothing or False, prompt_denoise=args.prompt_denoise,
                               bg_threshold=args.bg_threshold, area_threshold=args.area_threshold,
                               synonyms=args.synonyms).cpu()
         if refine is not None:

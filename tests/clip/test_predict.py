@@ -163,3 +163,20 @@ def test_area_threshold_removes_small_classes(oc_vit):
     small[0] = False
     assert small.any() and torch.all(probs[0, small] == 0)
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 48, 48))
+
+
+def test_key_smoothing_threshold(oc_vit, clf):
+    img = torch.rand(1, 3, 32, 40)
+    feats, keys = oc_vit.encode_dense(img, return_keys=True)
+    cos = clf.cosine(feats)
+    kf = keys.flatten(2)
+    aff = torch.relu(kf.transpose(1, 2) @ kf)
+    smooth = (cos.flatten(2) @ (aff / aff.sum(2, keepdim=True)).transpose(1, 2)).view_as(cos)
+    torch.testing.assert_close(dense_logits(oc_vit, img, clf, logit_scale=1.0, key_smoothing=True), smooth)
+    torch.testing.assert_close(dense_logits(oc_vit, img, clf, logit_scale=1.0, key_smoothing=1e-9), cos)
+    top = (100 * cos).softmax(1).amax(1, keepdim=True)
+    thr = float(top.median())
+    expected = torch.where(top < thr, smooth, cos)
+    torch.testing.assert_close(dense_logits(oc_vit, img, clf, logit_scale=1.0, key_smoothing=thr), expected)
+    with pytest.raises(ValueError, match="key_smoothing"):
+        predict_probs(oc_vit, img, clf, key_smoothing=-1.0)
