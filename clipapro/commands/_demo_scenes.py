@@ -72,7 +72,7 @@ def pixel_boxes(name: str, hw) -> tuple[list[str], list[list[float]]]:
     return names, [[x0 * w, y0 * h, x1 * w, y1 * h] for _, (x0, y0, x1, y1) in BOXES[name]]
 
 
-def scribble_map(name: str, hw, *, width: int = 3, ignore_index: int = 255) -> tuple[tuple[str, ...], np.ndarray]:
+def scribble_map(name: str, hw, *, width: int = 5, ignore_index: int = 255) -> tuple[tuple[str, ...], np.ndarray]:
     """(class names, (H, W) int64 scribble map: class index on the strokes, ``ignore_index`` elsewhere)."""
     from PIL import Image, ImageDraw
 
