@@ -242,5 +242,8 @@ def test_read_image_and_figure_helpers(photo, tmp_path, capsys):
     out = _common.write_label_figure(tmp_path / "f.png", img, np.zeros((24, 32), np.int64), ["background"])
     assert out.is_file() and f"figure: {out}" in capsys.readouterr().out
     parser = build_parser()
-    _common.add_figure_argument(parser)
+    _common.add_figure_argument(parser, many=True)
     assert parser.parse_args(["--figure", "x.png"]).figure == "x.png"
+    assert _common.figure_path(None, "a/b.jpg", 1) is None
+    assert _common.figure_path("f.png", "a/b.jpg", 1) == Path("f.png")
+    assert _common.figure_path("figs", "a/b.jpg", 3) == Path("figs/b.png")

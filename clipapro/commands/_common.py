@@ -38,11 +38,25 @@ def image_to_tensor(image):
     return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
 
 
-def add_figure_argument(parser) -> None:
-    """Add ``--figure PATH``: also write a PNG of the photo with its label colours and a class legend."""
-    parser.add_argument("--figure", default=None, metavar="PATH",
-                        help="also write a figure (PNG): the photo with the label colours and a legend "
-                             "of the class names present")
+_FIGURE_HELP = "also write a figure (PNG): the photo with the label colours and a legend of the classes present"
+
+
+def add_figure_argument(parser, *, many: bool = False, help: str | None = None) -> None:
+    """Add ``--figure PATH``: also write a PNG of the photo with its label colours and a class legend.
+
+    ``many``: the command takes several images; PATH is then a folder of ``<image stem>.png`` figures
+    (see :func:`figure_path`). ``help`` replaces the default help text (e.g. for a chart).
+    """
+    text = help or (_FIGURE_HELP + (" (several images: PATH is a folder of <stem>.png)" if many else ""))
+    parser.add_argument("--figure", default=None, metavar="PATH", help=text)
+
+
+def figure_path(figure, image_path, n_images: int):
+    """Where the figure of ``image_path`` goes: ``figure`` itself for one image, else
+    ``figure/<image stem>.png``; None without ``--figure``."""
+    if figure is None:
+        return None
+    return Path(figure) if n_images == 1 else Path(figure) / f"{Path(image_path).stem}.png"
 
 
 def write_label_figure(path, image, labels, class_names=None, *, quiet: bool = False):
