@@ -2,7 +2,7 @@
 
 ``set_image`` runs the CLIP image encoder once and keeps the dense embeddings of every window it
 used (and, for the APro refiners, the image's minimum-spanning-tree); ``predict`` then only embeds the
-class names (cached per vocabulary), matches them against the kept embeddings and refines. Asking
+class names (once per vocabulary, kept), matches them against the kept embeddings and refines. Asking
 for other classes, or for the same classes again, never re-runs the image encoder.
 
 Example:
@@ -28,6 +28,9 @@ import numpy as np
 import torch
 
 __all__ = ["SegmentationPredictor"]
+
+# predict_probs options that post-process class probabilities (not needed to record the image embeddings)
+_CLASS_OPTIONS = ("prompt_denoise", "area_threshold", "bg_threshold", "background_index", "synonyms")
 
 # refine methods whose options take a prebuilt guide tree of the image (clipapro.apro's ``tree=``)
 _TREE_METHODS = ("apro", "apro-gp")
@@ -135,6 +138,7 @@ class SegmentationPredictor:
         self.predict_options = predict_options
         self._encoder = _EncoderCache(model)
         self._classifiers: dict = {}
+        self._probe = None  # one-class classifier used by set_image
         self._image: torch.Tensor | None = None
         self._tree = None
 
@@ -173,13 +177,17 @@ class SegmentationPredictor:
         ``image``: a PIL image, uint8 (H, W, 3) numpy array or tensor, or float (3, H, W) / (1, 3, H, W)
         in [0, 1]. Replaces any previous image.
         """
-        from clipapro.clip import predict_probs
+        from clipapro.clip import build_text_classifier, predict_probs
 
         img = _image_tensor(image)
         self.reset_image()
-        clf = self.classifier()
-        # one full pass with the default vocabulary records the embeddings of every window it needs
-        predict_probs(self._encoder, img, clf, dense_mode=self.dense_mode, **self.predict_options)
+        # one pass with a one-word vocabulary records the embeddings of every window predict() will
+        # ask for (the windows depend on the image and options, never on the classes); options that
+        # only post-process class probabilities are left out of it
+        if self._probe is None:
+            self._probe = build_text_classifier(self.model, ["background"], templates="{}")
+        options = {k: v for k, v in self.predict_options.items() if k not in _CLASS_OPTIONS}
+        predict_probs(self._encoder, img, self._probe, dense_mode=self.dense_mode, **options)
         self._image = img
         if self.refine and self.refine_method in _TREE_METHODS:
             from clipapro.propagation import kruskal_tree

@@ -138,3 +138,19 @@ def test_errors(model, photo):
     assert pred.is_image_set
     pred.reset_image()
     assert not pred.is_image_set
+
+
+def test_text_encoder_runs_once_per_vocabulary_and_post_options_match(model, photo, monkeypatch):
+    texts = []
+    real = model.encode_text
+    monkeypatch.setattr(model, "encode_text", lambda t, **kw: texts.append(len(t)) or real(t, **kw))
+    opts = {"prompt_denoise": 0.2, "bg_threshold": 0.3, "background_index": 0, "slide_crop": 16}
+    pred = SegmentationPredictor(model, classes="voc21", templates="single", refine=False, **opts)
+    pred.set_image(photo)
+    assert texts == [1]  # set_image embeds one probe word, not the vocabulary
+    probs = pred.predict()[1]
+    pred.predict()
+    assert len(texts) == 2  # the vocabulary once, then kept
+    clf = build_text_classifier(model, "voc21", templates="single")
+    expect = predict_probs(model, _as_tensor(photo), clf, **opts)[0]
+    torch.testing.assert_close(torch.from_numpy(probs), expect, rtol=0, atol=1e-6)
