@@ -7,7 +7,8 @@ documented size in pixels (``dpi`` is fixed at 100, so a figure of ``W x H`` pix
 
 * :func:`save_overlay`: ``width`` x (``round(width * H / W)`` + legend rows) pixels, see
   :func:`overlay_figure_size`.
-* :func:`save_panels`: ``len(panels) * panel_width`` x (``round(panel_width * H / W)`` + title
+* :func:`save_panels` (and :func:`save_comparison`, image | coarse | refined | ground truth):
+  ``len(panels) * panel_width`` x (``round(panel_width * H / W)`` + title
   strip + legend rows) pixels, see :func:`panels_figure_size`.
 * :func:`save_iou_bars`: ``width`` x ``height`` pixels as given.
 
@@ -32,8 +33,8 @@ import numpy as np
 from clipapro._io import atomic_path, voc_palette
 
 __all__ = [
-    "DPI", "label_colors", "overlay", "overlay_figure_size", "panels_figure_size", "save_iou_bars",
-    "save_overlay", "save_panels",
+    "DPI", "label_colors", "overlay", "overlay_figure_size", "panels_figure_size", "save_comparison",
+    "save_iou_bars", "save_overlay", "save_panels",
 ]
 
 DPI = 100
@@ -226,6 +227,29 @@ def save_panels(path, image, panels, class_names=None, *, panel_width: int = 320
         fig.text((k + 0.5) / n, 1 - 0.5 * _TITLE_PX / h_px, title, ha="center", va="center", fontsize=10)
     _add_legend(fig, entries, label_colors(palette), columns=columns, top=bottom)
     return _save(fig, path)
+
+
+def _labels_of(x):
+    """Labels (H, W) as they are, or the argmax of float probabilities (K, H, W)."""
+    if x is None:
+        return None
+    arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return arr.argmax(0) if arr.ndim == 3 and np.issubdtype(arr.dtype, np.floating) else arr
+
+
+def save_comparison(path, image, coarse, refined, ground_truth=None, class_names=None, **options) -> Path:
+    """Write image | coarse | refined | ground truth (when given) side by side (:func:`save_panels`).
+
+    ``coarse`` / ``refined``: label maps (H, W) or probabilities (K, H, W) (their argmax is shown);
+    ``ground_truth``: (H, W) labels, 255 = void. ``options`` go to :func:`save_panels`.
+
+    Example:
+        >>> import numpy as np
+        >>> p = np.random.default_rng(0).dirichlet(np.ones(3), (30, 40)).transpose(2, 0, 1)
+        >>> save_comparison("c.png", np.zeros((30, 40, 3), np.uint8), p, p, None, ["a", "b", "c"])  # doctest: +SKIP
+    """
+    panels = {"coarse": _labels_of(coarse), "refined": _labels_of(refined), "ground truth": _labels_of(ground_truth)}
+    return save_panels(path, image, panels, class_names, **options)
 
 
 def _read_metrics(metrics) -> dict:

@@ -137,3 +137,15 @@ def test_iou_bars_errors(tmp_path):
         viz.save_iou_bars(tmp_path / "b.png", bad)
     with pytest.raises(ValueError, match="'IoU'"):
         viz.save_iou_bars(tmp_path / "b.png", {"mIoU": 3})
+
+
+def test_comparison_takes_probabilities_and_optional_ground_truth(tmp_path, scene, rng):
+    img, lab = scene
+    probs = rng.dirichlet(np.ones(3), lab.shape).transpose(2, 0, 1)
+    refined = torch.from_numpy(probs).float()
+    for gt, n_panels in ((lab, 4), (None, 3)):
+        out = viz.save_comparison(tmp_path / f"c{n_panels}.png", img, probs, refined, gt, ["a", "b", "c"],
+                                  panel_width=53)
+        maps = [probs.argmax(0), probs.argmax(0)] + ([lab] if gt is not None else [])
+        n_cls = len(viz._legend_entries(maps, None, 255))
+        _check_png(out, viz.panels_figure_size(lab.shape, n_panels, n_cls, panel_width=53))
