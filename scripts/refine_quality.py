@@ -54,10 +54,13 @@ METHODS = {
     "none": (None, {}),
     "apro": ("apro", {}),
     "apro-gp": ("apro-gp", {}),
+    "apro-gp-z.003": ("apro-gp", {"zeta_g": 0.003}),
+    "apro-gp-z.03": ("apro-gp", {"zeta_g": 0.03}),
     "apro-lp": ("apro-lp", {}),
     "apro-gp-lp": ("apro", {"mode": "gp-lp"}),
     "apro-lp-gp": ("apro", {"mode": "lp-gp"}),
     "crf-tree": ("crf-tree", {}),
+    "crf-tree-s4": ("crf-tree", {"scale": 4, "zeta": 0.02}),
     "densecrf": ("densecrf", {}),
     "pamr": ("pamr", {}),
 }

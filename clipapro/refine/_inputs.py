@@ -17,7 +17,8 @@ def _as_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.number)):
             raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(x))
+        arr = np.ascontiguousarray(x)
+        return torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable memory
     if isinstance(x, torch.Tensor):
         return x.detach()
     raise TypeError(f"{name} must be a numpy array or torch.Tensor, got {type(x).__name__}")

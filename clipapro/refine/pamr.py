@@ -18,7 +18,7 @@ import torch
 from clipapro._validate import check_int
 from clipapro.refine._shift import pad_replicate, ring_offsets, shifted
 
-PAMR_DEFAULTS = {"steps": 10, "dilations": (8, 16)}
+PAMR_DEFAULTS = {"steps": 10, "dilations": (8, 16)}  # NACLIP/SCLIP settings
 
 
 def pamr_affinity(image: torch.Tensor, dilations) -> tuple[torch.Tensor, list[tuple[int, int]], int]:

@@ -28,6 +28,29 @@ def _path_max(n, edges, weights):
     return m
 
 
+def _dense_messages(img, zeta):
+    """Self-excluded all-pairs tree affinities (N, N) of a (1, 3, h, w) image, by brute force."""
+    h, w = img.shape[-2:]
+    edges, weights = clipapro.grid_mst(img)
+    a = np.exp(-_path_max(h * w, edges[0], weights[0]) / zeta**2)
+    np.fill_diagonal(a, 0.0)
+    return a
+
+
+def _message(a, q, norm):
+    mass = a.sum(1, keepdims=True)
+    if norm == "row":
+        return a @ q / mass
+    if norm == "sym":
+        return (a @ (q / np.sqrt(mass))) / np.sqrt(mass)
+    return a @ q
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
 @pytest.mark.parametrize("norm", ["row", "sym", "none"])
 def test_crf_tree_matches_dense_mean_field(norm):
     torch.manual_seed(0)
@@ -35,25 +58,34 @@ def test_crf_tree_matches_dense_mean_field(norm):
     img = torch.rand(1, 3, h, w, dtype=torch.float64)
     p = torch.softmax(torch.randn(1, k, h, w, dtype=torch.float64), 1)
     zeta, wt, eps, iters = 0.4, 2.0, 1e-4, 3
-    edges, weights = clipapro.grid_mst(img)
-    a = np.exp(-_path_max(h * w, edges[0], weights[0]) / zeta**2)
-    np.fill_diagonal(a, 0.0)  # self-excluded message
-    mass = a.sum(1, keepdims=True)
+    a = _dense_messages(img, zeta)
     pf = p[0].reshape(k, -1).T.numpy()
     unary = np.log(np.maximum(pf, eps))
     q = pf
     for _ in range(iters):
-        if norm == "row":
-            msg = a @ q / mass
-        elif norm == "sym":
-            msg = (a @ (q / np.sqrt(mass))) / np.sqrt(mass)
-        else:
-            msg = a @ q
-        logit = unary + wt * msg
-        q = np.exp(logit - logit.max(1, keepdims=True))
-        q /= q.sum(1, keepdims=True)
-    out = crf_tree(img, p, zeta=zeta, w_tree=wt, iterations=iters, norm=norm, eps=eps)
+        q = _softmax(unary + wt * _message(a, q, norm))
+    out = crf_tree(img, p, zeta=zeta, w_tree=wt, iterations=iters, norm=norm, eps=eps, scale=1, w_local=0.0)
     np.testing.assert_allclose(out[0].reshape(k, -1).T.numpy(), q, atol=1e-8)
+
+
+def test_crf_tree_lowres_matches_dense_reference():
+    """scale=2: mean field on the 2x2-averaged grid, then one full-size step with its message."""
+    torch.manual_seed(2)
+    h, w, k, s = 6, 8, 3, 2
+    img = torch.rand(1, 3, h, w, dtype=torch.float64)
+    p = torch.softmax(torch.randn(1, k, h, w, dtype=torch.float64), 1)
+    zeta, wt, eps, iters = 0.3, 3.0, 1e-4, 3
+    pool = torch.nn.functional.avg_pool2d
+    a = _dense_messages(pool(img, s), zeta)
+    ps = pool(p, s)[0].reshape(k, -1).T.numpy()
+    q = ps
+    for _ in range(iters - 1):
+        q = _softmax(np.log(np.maximum(ps, eps)) + wt * _message(a, q, "sym"))
+    msg = torch.from_numpy(_message(a, q, "sym").T.reshape(1, k, h // s, w // s).copy())
+    msg = torch.nn.functional.interpolate(msg, size=(h, w), mode="bilinear", align_corners=False)
+    ref = torch.softmax(torch.log(p.clamp_min(eps)) + wt * msg, 1)
+    out = crf_tree(img, p, zeta=zeta, w_tree=wt, iterations=iters, eps=eps, scale=s, w_local=0.0)
+    torch.testing.assert_close(out, ref, atol=1e-8, rtol=0)
 
 
 def test_crf_tree_suppresses_absent_classes():
@@ -100,3 +132,14 @@ def test_pamr_matches_loop_reference():
                         for x_ in range(w)] for y in range(h)] for c in range(k)])
     out = pamr(img, p, steps=steps, dilations=dil)
     np.testing.assert_allclose(out[0].numpy(), q, atol=1e-10)
+
+
+def test_defaults_dicts_match_signatures():
+    import inspect
+
+    from clipapro.refine import CRF_TREE_DEFAULTS, DENSECRF_DEFAULTS, PAMR_DEFAULTS
+    from clipapro.refine.densecrf import densecrf
+
+    for fn, defaults in [(crf_tree, CRF_TREE_DEFAULTS), (pamr, PAMR_DEFAULTS), (densecrf, DENSECRF_DEFAULTS)]:
+        params = inspect.signature(fn).parameters
+        assert {k: params[k].default for k in defaults} == defaults

@@ -74,9 +74,9 @@ def test_larger_image_and_batch(method):
 
 
 def test_default_cleans_a_noisy_two_region_prediction():
-    img, p = _scene(h=40, w=40, k=3, seed=1)
-    truth = torch.zeros(40, 40, dtype=torch.long)
-    truth[:, 20:] = 1
+    img, p = _scene(h=64, w=64, k=3, seed=1)
+    truth = torch.zeros(64, 64, dtype=torch.long)
+    truth[:, 32:] = 1
     before = (p.argmax(0) == truth).float().mean()
     after = (refine(img, p).argmax(0) == truth).float().mean()
     assert after > before and after > 0.97
