@@ -27,11 +27,11 @@ __all__ = ["BOX_APRO_DEFAULTS", "BoxAProLoss", "box_apro_targets", "box_masks", 
 #: 58/255), i.e. distances about 4.4x larger than in [0, 1] RGB; zeta_g/zeta_s below were picked on the
 #: real photos with ``scripts/adapters_quality.py`` (README "Box and scribble adapters").
 BOX_APRO_DEFAULTS = {
-    "zeta_g": 0.01,
+    "zeta_g": 0.005,
     "zeta_label": 0.07,
     "kernel_size": 5,
     "dilation": 1,
-    "zeta_s": 0.05,
+    "zeta_s": 0.1,
     "iterations": 20,
 }
 

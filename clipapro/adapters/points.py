@@ -24,11 +24,11 @@ IGNORE_INDEX = 255
 #: Propagation defaults for an RGB guide in [0, 1] (chosen with scripts/adapters_quality.py; the
 #: paper's zeta_g 0.01 / zeta_s 0.15 belong to mean/std-normalised images, see adapters.boxes).
 POINT_APRO_DEFAULTS = {
-    "zeta_g": 0.01,
+    "zeta_g": 0.005,
     "zeta_label": 0.07,
     "kernel_size": 5,
     "dilation": 1,
-    "zeta_s": 0.05,
+    "zeta_s": 0.1,
     "iterations": 20,
 }
 

@@ -24,11 +24,11 @@ __all__ = ["BOX_TOOL_DEFAULTS", "SCRIBBLE_TOOL_DEFAULTS", "box_to_instances", "b
 IGNORE_INDEX = 255
 
 #: Defaults chosen on the 5 VOC photos with scripts/adapters_quality.py (README "Box and scribble adapters").
-BOX_TOOL_DEFAULTS = {"bins": 16, "rounds": 4, "ring": 0.15, "fg_prior": 0.5, "zeta_g": 0.01,
-                     "zeta_label": 0.07, "zeta_s": 0.05, "iterations": 20, "threshold": 0.5}
+BOX_TOOL_DEFAULTS = {"bins": 32, "rounds": 4, "ring": 0.15, "fg_prior": 0.5, "zeta_g": 0.005,
+                     "zeta_label": 0.07, "zeta_s": 0.1, "iterations": 20, "threshold": 0.5}
 _B = BOX_TOOL_DEFAULTS
-SCRIBBLE_TOOL_DEFAULTS = {"bins": 16, "zeta_seed": 0.1, "colour_weight": 1.0, "reach_weight": 1.0,
-                          "spatial": 1.0, "zeta_g": 0.01, "zeta_s": 0.05, "iterations": 20, "rounds": 2}
+SCRIBBLE_TOOL_DEFAULTS = {"bins": 32, "zeta_seed": 0.1, "colour_weight": 1.0, "reach_weight": 1.0,
+                          "spatial": 1.0, "zeta_g": 0.005, "zeta_s": 0.1, "iterations": 20, "rounds": 2}
 _S = SCRIBBLE_TOOL_DEFAULTS
 
 
