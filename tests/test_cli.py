@@ -247,3 +247,51 @@ def test_read_image_and_figure_helpers(photo, tmp_path, capsys):
     assert _common.figure_path(None, "a/b.jpg", 1) is None
     assert _common.figure_path("f.png", "a/b.jpg", 1) == Path("f.png")
     assert _common.figure_path("figs", "a/b.jpg", 3) == Path("figs/b.png")
+
+
+# -- --figure on every command that writes labels (skipped until a command has the option) -----------
+def _figure_case(name, photo, tmp_path):
+    """argv writing labels for ``photo`` with --figure, and the (image, labels) the figure shows."""
+    fig = str(tmp_path / "fig.png")
+    if name == "refine":
+        np.save(tmp_path / "p.npy", np.full((2, 24, 32), 0.5, np.float32))
+        return ["refine", str(photo), str(tmp_path / "p.npy"), "--out", str(tmp_path / "o.npy"), "--figure", fig]
+    if name == "box2mask":
+        return ["box2mask", str(photo), "--boxes", "6,4,26,20", "--out", str(tmp_path / "b.png"), "--figure", fig]
+    if name == "scribble2mask":
+        s = np.full((24, 32), 255)
+        s[12, 10:22], s[1, :] = 15, 0
+        save_label_png(tmp_path / "s.png", s)
+        return ["scribble2mask", str(photo), str(tmp_path / "s.png"), "--out", str(tmp_path / "m.png"), "--figure", fig]
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY_VIT))
+    return ["segment", str(photo), "--classes", "cat,dog", "--model", str(cfg), "--random-init", "--templates",
+            "single", "--out-dir", str(tmp_path / "seg"), "--figure", fig]
+
+
+@pytest.mark.parametrize("name", ["refine", "box2mask", "scribble2mask", "segment"])
+def test_label_commands_write_a_figure(name, photo, tmp_path, capsys):
+    from clipapro.viz import overlay_figure_size
+
+    if not any("--figure" in a.option_strings for a in _subparsers()[name]._actions):
+        pytest.skip(f"{name} has no --figure yet")
+    assert main(_figure_case(name, photo, tmp_path)) == 0
+    assert "figure: " in capsys.readouterr().out
+    with Image.open(tmp_path / "fig.png") as im:
+        assert im.format == "PNG" and im.size[0] == 640
+        assert im.size in {overlay_figure_size((24, 32), n) for n in range(1, 4)}
+
+
+def test_evaluate_writes_an_iou_chart(tmp_path):
+    if not any("--figure" in a.option_strings for a in _subparsers()["evaluate"]._actions):
+        pytest.skip("evaluate has no --figure yet")
+    for sid in ("a", "b"):
+        (tmp_path / "ds" / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(tmp_path / "ds" / "images" / f"{sid}.png")
+        save_label_png(tmp_path / "ds" / "masks" / f"{sid}.png", np.arange(54).reshape(6, 9) % 3)
+        save_label_png(tmp_path / "pred" / f"{sid}.png", np.zeros((6, 9), np.int64))
+    assert main(["evaluate", "--dataset", "folder", "--root", str(tmp_path / "ds"), "--classes", "x,y,z",
+                 "--pred-dir", str(tmp_path / "pred"), "--workers", "0", "--quiet",
+                 "--figure", str(tmp_path / "iou.png")]) == 0
+    with Image.open(tmp_path / "iou.png") as im:
+        assert im.size == (800, 480)
