@@ -43,6 +43,14 @@ def test_demo_without_weights_writes_figures_and_says_how_to_get_them(tmp_path, 
         miou = summary["refine"][photo]["mIoU"]
         assert all(0 <= v <= 100 for v in miou.values()) and "coarse (simulated CLIP)" in miou
     assert summary["box2mask"]["astronaut"]["boxes"] == ["person", "helmet", "rocket"]
+    # the printed command lines run as they are on the inputs the demo saved
+    cmd = summary["refine"]["coffee"]["command"]
+    assert cmd in printed and (out / "inputs" / "coffee_coarse.npy").is_file()
+    assert main(cmd.split()[3:]) == 0
+    assert np.load(out / "coffee_refined.npy").shape == np.load(out / "inputs" / "coffee_coarse.npy").shape
+    cmd = summary["box2mask"]["coffee"]["command"].replace('"', "")
+    assert main(cmd.split()[3:]) == 0 and (out / "coffee_instances.png").is_file()
+    assert main(summary["scribble2mask"]["coffee"]["command"].split()[3:]) == 0
 
 
 def test_demo_segments_with_given_weights(tmp_path, capsys):

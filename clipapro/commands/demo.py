@@ -76,6 +76,26 @@ def _tensor(img):
     return torch.from_numpy(img.copy()).permute(2, 0, 1).to(torch.float64) / 255
 
 
+def _save_input(out, name: str, array=None, *, labels=None, probs=None) -> str:
+    """Write a demo input under ``out/inputs`` (photo PNG, scribble PNG or probabilities .npy) so the
+    printed ``clipapro`` commands can be run on it; returns its path."""
+    import numpy as np
+    from PIL import Image
+
+    from clipapro._io import atomic_path, save_label_png
+
+    path = out / "inputs" / name
+    if labels is not None:
+        save_label_png(path, labels)
+    elif probs is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, probs.astype(np.float32))
+    else:
+        with atomic_path(path) as tmp:
+            Image.fromarray(array).save(tmp, format="PNG")
+    return str(path)
+
+
 def _boxes(out, max_side, summary):
     import numpy as np
 
@@ -93,8 +113,11 @@ def _boxes(out, max_side, summary):
         path = save_panels(out / f"box2mask_{photo}.png", img, {"boxes": drawn, "masks from boxes": inst},
                            ["background", *names])
         areas = {n: round(float((inst == i + 1).mean()), 3) for i, n in enumerate(names)}
-        summary["box2mask"][photo] = {"boxes": names, "mask_area_fraction": areas}
-        print(f"box -> mask      {path}  ({', '.join(names)})")
+        box_arg = ";".join(",".join(f"{v:.0f}" for v in b) for b in boxes)
+        cmd = (f"python -m clipapro box2mask {_save_input(out, f'{photo}.png', img)} --boxes \"{box_arg}\" "
+               f"--out {out / f'{photo}_instances.png'}")
+        summary["box2mask"][photo] = {"boxes": names, "mask_area_fraction": areas, "command": cmd}
+        print(f"box -> mask      {path}  ({', '.join(names)})\n    same from the command line: {cmd}")
 
 
 def _scribbles_and_refine(out, max_side, summary):
@@ -112,7 +135,10 @@ def _scribbles_and_refine(out, max_side, summary):
         mask = scribble_to_mask(_tensor(img), torch.from_numpy(scribbles)).numpy()
         path = save_panels(out / f"scribble2mask_{photo}.png", img,
                            {"scribbles": scribbles, "mask from scribbles": mask}, names, hide_index=255)
-        print(f"scribble -> mask {path}  ({', '.join(names)})")
+        photo_file = _save_input(out, f"{photo}.png", img)
+        cmd = (f"python -m clipapro scribble2mask {photo_file} "
+               f"{_save_input(out, f'{photo}_scribbles.png', labels=scribbles)} --out {out / f'{photo}_mask.png'}")
+        print(f"scribble -> mask {path}  ({', '.join(names)})\n    same from the command line: {cmd}")
         # a CLIP-like coarse prediction of the scribble mask, refined with the photo by two methods
         coarse = scenes.coarse_probs(mask, len(names), seed=k)
         methods = ["apro"] + ([DEFAULT_METHOD] if DEFAULT_METHOD != "apro" else [])
@@ -131,10 +157,14 @@ def _scribbles_and_refine(out, max_side, summary):
         bars = save_iou_bars(out / f"refine_{photo}_iou.png", scores[best],
                              title=f"{photo}, {best} vs the scribble mask: mIoU {scores[best]['mIoU']}")
         miou = {tag: scores[tag]["mIoU"] for tag in outputs}
-        summary["scribble2mask"][photo] = {"classes": list(names), "scribbled_pixels": int((scribbles != 255).sum())}
-        summary["refine"][photo] = {"reference": "scribble mask", "mIoU": miou}
+        summary["scribble2mask"][photo] = {"classes": list(names), "scribbled_pixels": int((scribbles != 255).sum()),
+                                           "command": cmd}
+        refine_cmd = (f"python -m clipapro refine {photo_file} {_save_input(out, f'{photo}_coarse.npy', probs=coarse)} "
+                      f"--method apro --out {out / f'{photo}_refined.npy'} --labels-out {out / f'{photo}_refined.png'}")
+        summary["refine"][photo] = {"reference": "scribble mask", "mIoU": miou, "command": refine_cmd}
         print(f"refinement       {path}  mIoU vs the scribble mask: "
-              + ", ".join(f"{t} {v}" for t, v in miou.items()) + f" ({bars.name})")
+              + ", ".join(f"{t} {v}" for t, v in miou.items()) + f" ({bars.name})"
+              + f"\n    same from the command line: {refine_cmd}")
 
 
 def _segment(args, out, summary) -> None:
