@@ -66,14 +66,17 @@ def probs_to_tensor(probs, *, logits: bool) -> tuple[torch.Tensor, bool]:
         raise ValueError(f"{name} contains NaN or Inf values (shape {tuple(t.shape)})")
     if logits:
         return torch.softmax(t, 1).contiguous(), squeeze
-    if float(t.min()) < -1e-6:
-        raise ValueError(f"probs must be non-negative (min {float(t.min()):.3g}); pass logits=True for logits")
+    lowest = float(t.min())
+    if lowest < -1e-6:
+        raise ValueError(f"probs must be non-negative (min {lowest:.3g}); pass logits=True for logits")
     err = float((t.sum(1) - 1).abs().max())
     if err > SUM_TOLERANCE:
         raise ValueError(f"probs must sum to one along K (axis {0 if squeeze else 1}), max deviation {err:.3g}; "
                          "pass logits=True for unnormalised scores")
-    t = t.clamp_min(0)
-    return (t / t.sum(1, keepdim=True)).contiguous(), squeeze
+    if err > 1e-6 or lowest < 0:  # renormalise only what needs it (full passes cost time)
+        t = t.clamp_min(0)
+        t = t / t.sum(1, keepdim=True)
+    return t.contiguous(), squeeze
 
 
 def check_pair(image: torch.Tensor, probs: torch.Tensor) -> None:

@@ -28,9 +28,11 @@ def apro_refine(image: torch.Tensor, probs: torch.Tensor, **options) -> torch.Te
         raise ValueError(f"parts must be one of ['both', 'global', 'local'], got {parts!r}")
     if parts == "both":
         out = apro(probs, image, **options)
+    elif parts == "global":  # LP with zero iterations is the identity: the cascade is GP alone
+        options.update(mode="lp-gp", iterations=0)
+        out = apro(probs, image, **options)
     else:
         options.pop("mode", None)
-        t = apro(probs, image, mode="parallel", return_parts=True, **options)
-        out = t.global_ if parts == "global" else t.local
+        out = apro(probs, image, mode="parallel", return_parts=True, **options).local
     out = out.clamp_min(0)
     return out / out.sum(1, keepdim=True).clamp_min(1e-12)

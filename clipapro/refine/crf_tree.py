@@ -102,14 +102,18 @@ def crf_tree(image: torch.Tensor, probs: torch.Tensor, *, zeta=0.03, w_tree: flo
     suppress = check_positive(suppress, "suppress", allow_zero=True)
     eps = check_positive(eps, "eps")
     scale = check_int(scale, "scale", min_value=1)
-    keep = probs.amax(dim=(2, 3)) >= suppress  # (B, K): classes that are ever likely enough
-    keep.scatter_(1, probs.amax(dim=(2, 3)).argmax(1, keepdim=True), True)  # never drop every class
+    peak = probs.amax(dim=(2, 3))
+    keep = peak >= suppress  # (B, K): classes that are ever likely enough
+    keep.scatter_(1, peak.argmax(1, keepdim=True), True)  # never drop every class
     out = torch.zeros_like(probs)
     for i in range(probs.shape[0]):
-        idx = keep[i].nonzero().squeeze(1)
-        p = probs[i:i + 1, idx]
-        p = p / p.sum(1, keepdim=True).clamp_min(1e-12)
-        if len(idx) > 1 and iterations > 0:
+        if bool(keep[i].all()):  # nothing suppressed: no gather/scatter copies
+            idx, p = slice(None), probs[i:i + 1]
+        else:
+            idx = keep[i].nonzero().squeeze(1)
+            p = probs[i:i + 1, idx]
+            p = p / p.sum(1, keepdim=True).clamp_min(1e-12)
+        if p.shape[1] > 1 and iterations > 0:
             p = _mean_field(image[i:i + 1], p, zetas, w_tree, w_local, zeta_local, local_dilations,
                             iterations, guide, norm, eps, scale, lowres)
         out[i, idx] = p[0]
@@ -137,16 +141,17 @@ def _mean_field(image, probs, zetas, w_tree, w_local, zeta_local, local_dilation
         masses = [tree_filter(ones, kt, zeta=z, normalize=False, include_self=False).clamp_min(1e-12)
                   for z in zetas]
 
+    roots = [m.sqrt() for m in masses]
+
     def tree_message(q_small):  # (1, K', h, w) on the tree's grid -> Potts message on that grid
-        total = torch.zeros_like(q_small)
-        for z, mass in zip(zetas, masses, strict=True):
+        total = None
+        for z, mass, root in zip(zetas, masses, roots, strict=True):
             if norm == "sym":
-                msg = tree_filter(q_small / mass.sqrt(), kt, zeta=z, normalize=False, include_self=False)
-                msg = msg / mass.sqrt()
+                msg = tree_filter(q_small / root, kt, zeta=z, normalize=False, include_self=False).div_(root)
             else:
                 msg = tree_filter(q_small, kt, zeta=z, normalize=False, include_self=False)
-                msg = msg / mass if norm == "row" else msg
-            total.add_(msg, alpha=w_tree / len(zetas))
+                msg = msg.div_(mass) if norm == "row" else msg
+            total = msg.mul_(w_tree / len(zetas)) if total is None else total.add_(msg, alpha=w_tree / len(zetas))
         return total
 
     unary = torch.log(probs.clamp_min(eps))

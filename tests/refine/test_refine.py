@@ -143,3 +143,11 @@ def test_bad_method_and_options():
         refine(img, p, method="crf-tree", w_tree=-1)
     with pytest.raises(ValueError, match="guide"):
         refine(img, p, method="crf-tree", guide="hsv")
+
+
+def test_apro_parts_are_the_papers_targets():
+    img, p = _scene()
+    f = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255
+    parts = clipapro.apro(p[None], f, return_parts=True)
+    torch.testing.assert_close(refine(img, p, method="apro-gp"), parts.global_[0])
+    torch.testing.assert_close(refine(img, p, method="apro-lp"), parts.local[0])
