@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from clipapro.commands._common import add_figure_argument
+
 NAME = "evaluate"
 HELP = "score PNG label-map predictions (<id>.png) against a dataset: mIoU, aAcc, mAcc, per-class IoU"
 DESCRIPTION = (
@@ -18,6 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default=None, help="split name (default: the dataset's evaluation split)")
     parser.add_argument("--pred-dir", required=True, help="folder of predicted label maps <id>.png")
     parser.add_argument("--out", default=None, help="write the metrics as JSON here (atomically)")
+    add_figure_argument(parser, help="also write a per-class IoU bar chart (PNG) here")
     parser.add_argument("--csv", default=None, help="also write per-class IoU/Acc as CSV here")
     parser.add_argument("--markdown", default=None, help="also write the Markdown table here")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers reading PNGs")
@@ -80,6 +83,10 @@ def run(args) -> int:
     table = metrics.to_markdown(title=f"{args.dataset} {result['split']}: {len(dataset)} images")
     if args.markdown:
         write_bytes_atomic(args.markdown, table.encode())
+    if args.figure:
+        from clipapro.viz import save_iou_bars
+
+        save_iou_bars(args.figure, result)
     if not args.quiet:
         print(table)
     else:

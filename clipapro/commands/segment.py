@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from clipapro.commands._common import add_figure_argument, figure_path, write_label_figure
+
 NAME = "segment"
 HELP = "segment images with a CLIP dense prediction (MaskCLIP/ClearCLIP/SCLIP/NACLIP) and refine it"
 DESCRIPTION = (
@@ -55,6 +57,7 @@ def add_arguments(parser) -> None:
                         help="clipapro.refine method (auto, apro, pamr, ...)")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
     parser.add_argument("--no-overlay", action="store_true", help="write only the label maps")
+    add_figure_argument(parser, many=True)
     parser.add_argument("--skip-existing", action="store_true",
                         help="skip images whose label map exists already (resume an interrupted run)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
@@ -160,6 +163,7 @@ def run(args) -> int:
         if not args.no_overlay:  # label map last: it marks the image as done for --skip-existing
             with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
                 Image.fromarray(_overlay(image, labels, args.alpha)).save(tmp, format="PNG")
+        write_label_figure(figure_path(args.figure, path, len(args.images)), image[0], labels, clf.names)
         save_label_png(out_dir / f"{stem}.png", labels)
         present = sorted({int(v) for v in labels.flat})
         tqdm.write(f"{path}: " + ", ".join(f"{i}={clf.names[i]}" for i in present))
