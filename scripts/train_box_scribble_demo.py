@@ -88,7 +88,10 @@ class TinyNet(nn.Module):
         super().__init__()
         layers, c = [], 3
         for d in (1, 2, 4, 8, 1):
-            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d), nn.GroupNorm(4, width), nn.ReLU()]
+            # reflect padding: with zero padding the net can find the image border and satisfy the box
+            # projection term with a frame of foreground along it (seen in failed runs)
+            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d, padding_mode="reflect"), nn.GroupNorm(4, width),
+                       nn.ReLU()]
             c = width
         self.body = nn.Sequential(*layers, nn.Conv2d(width, out_channels, 1))
 
@@ -106,8 +109,8 @@ def miou(pred, gt, k):
     return sum(ious) / len(ious)
 
 
-def box_loss_fn(kind):
-    apro_loss = BoxAProLoss()
+def box_loss_fn(kind, apro_options):
+    apro_loss = BoxAProLoss(**apro_options)
 
     def loss(logits, batch, ramp=1.0):
         total = 0.0
@@ -147,7 +150,10 @@ def train(task, kind, train_set, test_set, steps, seed, args):
     net = TinyNet(k)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     apro_options = {"zeta_g": args.zeta_g, "zeta_s": args.zeta_s}
-    loss_fn = box_loss_fn(kind) if task == "boxes" else scribble_loss_fn(kind, args.soft_weight, apro_options)
+    if task == "boxes":
+        loss_fn = box_loss_fn(kind, apro_options)
+    else:
+        loss_fn = scribble_loss_fn(kind, args.soft_weight, apro_options)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for step in range(steps):
@@ -158,6 +164,7 @@ def train(task, kind, train_set, test_set, steps, seed, args):
         loss = loss_fn(logits, batch, ramp=min(1.0, step / max(1.0, args.soft_ramp * steps)))
         opt.zero_grad()
         loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)  # as the APro authors' config (max_norm=1)
         opt.step()
         for group in opt.param_groups:  # cosine decay
             group["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * (step + 1) / steps))
@@ -177,8 +184,9 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     ap.add_argument("--soft-weight", type=float, default=1.0, help="weight of AProSoftLabelLoss")
     ap.add_argument("--soft-ramp", type=float, default=0.3, help="fraction of steps to ramp the soft weight in")
-    ap.add_argument("--zeta-g", type=float, default=0.05, help="GP bandwidth of AProSoftLabelLoss")
-    ap.add_argument("--zeta-s", type=float, default=0.05, help="LP bandwidth of AProSoftLabelLoss")
+    ap.add_argument("--zeta-g", type=float, default=0.05, help="GP bandwidth of both APro losses: the noise (0.03)\n"
+                    "of these images needs a wider one than the photo defaults")
+    ap.add_argument("--zeta-s", type=float, default=0.05, help="LP bandwidth of both APro losses")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--only", nargs="+", type=int, choices=range(4), default=list(range(4)),
                     help="run only these runs: 0 box-as-mask, 1 BoxAProLoss, 2 partial CE, 3 + APro")
