@@ -15,6 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--probs-out", help="optional .npy file for the (M, H, W) soft masks")
     parser.add_argument("--rounds", type=int, default=4, help="colour-model / propagation rounds")
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
+    from clipapro.commands._common import add_figure_argument
+
+    add_figure_argument(parser)
 
 
 def parse_boxes(text: str):
@@ -43,14 +46,15 @@ def run(args) -> int:
     from clipapro.adapters.boxes import check_boxes
     from clipapro.adapters.tools import box_to_probs
     from clipapro.cli import UsageError
-    from clipapro.commands._images import read_rgb
+    from clipapro.commands._common import read_image, write_label_figure
 
     boxes = parse_boxes(args.boxes)
     if args.rounds < 1:
         raise UsageError("--rounds must be >= 1")
     if not 0 < args.threshold < 1:
         raise UsageError("--threshold must lie in (0, 1)")
-    image = read_rgb(args.image)
+    photo = read_image(args.image)
+    image = torch.from_numpy(photo).permute(2, 0, 1).to(torch.float64) / 255
     try:
         b = check_boxes(boxes, image.shape[1], image.shape[2])
     except ValueError as err:
@@ -66,4 +70,6 @@ def run(args) -> int:
             np.save(f, probs.float().numpy())
     print(f"{args.out}: {len(boxes)} instance(s), foreground pixels per instance: "
           f"{[int((inst == i + 1).sum()) for i in range(len(boxes))]}")
+    names = ["background"] + [f"box {i + 1}" for i in range(len(boxes))]
+    write_label_figure(args.figure, photo, inst.numpy(), names)
     return 0
