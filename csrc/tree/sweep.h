@@ -26,6 +26,8 @@ struct SweepOptions {
 };
 
 constexpr int64_t kPrefetch = 8;
+constexpr int64_t kTile = 64;      // leaves per tile in the leaf passes
+constexpr int64_t kMaxBlock = 16;  // channels per block (a node's slice spans one or two cache lines)
 
 // Bottom-up then top-down over channels [c0, c0 + cb) of planar x (c, n) into y (c, n). With
 // `normalize`, a channel of ones rides along as channel cb (the normaliser), so one traversal
@@ -37,12 +39,24 @@ void sweep_block(int64_t n, int64_t c0, int64_t cb, const T* x, const int32_t* p
                  const T* a, const SweepOptions& opt, T* s, T* y) {
   const int64_t cs = cb + (opt.normalize ? 1 : 0);
   std::fill(s, s + (n - 1) * cs, T(0));
-  for (int64_t v = 0; v < n; ++v) {
-    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 1);
-    T* dst = s + (parent[v] - n) * cs;
-    const T* src = x + c0 * n + v;
-    for (int64_t k = 0; k < cb; ++k) dst[k] += src[k * n];
-    if (opt.normalize) dst[cb] += T(1);
+  // Leaves are handled in tiles: channel rows are read contiguously into a small transposed tile
+  // (planar strides of equal size would otherwise make loads and stores 4K-alias), then each leaf's
+  // slice is added into its parent.
+  T tile[kTile * (kMaxBlock + 1)];
+  for (int64_t v0 = 0; v0 < n; v0 += kTile) {
+    const int64_t len = std::min(kTile, n - v0);
+    for (int64_t k = 0; k < cb; ++k) {
+      const T* src = x + (c0 + k) * n + v0;
+      for (int64_t i = 0; i < len; ++i) tile[i * cs + k] = src[i];
+    }
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t v = v0 + i;
+      if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 1);
+      T* dst = s + (parent[v] - n) * cs;
+      const T* t = tile + i * cs;
+      for (int64_t k = 0; k < cb; ++k) dst[k] += t[k];
+      if (opt.normalize) dst[cb] += T(1);
+    }
   }
   for (int64_t j = n - 2; j >= 1; --j) {
     T* dst = s + up[j] * cs;
@@ -58,15 +72,23 @@ void sweep_block(int64_t n, int64_t c0, int64_t cb, const T* x, const int32_t* p
     for (int64_t k = 0; k < cs; ++k) tv[k] = tp[k] + d * tv[k];
   }
   const T tiny = std::numeric_limits<T>::min();
-  for (int64_t v = 0; v < n; ++v) {
-    if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 0);
-    const int64_t p = parent[v] - n;
-    const T* tp = s + p * cs;
-    const T* xv = x + c0 * n + v;
-    T* yv = y + c0 * n + v;
-    const T d = opt.include_self ? T(1) - a[p] : -a[p];  // self term: x_v (weight 1) replaces a(p) x_v
-    const T inv = opt.normalize ? T(1) / std::max(tp[cb] + d, tiny) : T(1);
-    for (int64_t k = 0; k < cb; ++k) yv[k * n] = (tp[k] + d * xv[k * n]) * inv;
+  T dself[kTile], scale[kTile];
+  for (int64_t v0 = 0; v0 < n; v0 += kTile) {
+    const int64_t len = std::min(kTile, n - v0);
+    for (int64_t i = 0; i < len; ++i) {  // gather the parents' slices into the tile
+      const int64_t v = v0 + i;
+      if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 0);
+      const int64_t p = parent[v] - n;
+      const T* tp = s + p * cs;
+      for (int64_t k = 0; k < cs; ++k) tile[i * cs + k] = tp[k];
+      dself[i] = opt.include_self ? T(1) - a[p] : -a[p];  // self term: x_v (weight 1) replaces a(p) x_v
+      scale[i] = opt.normalize ? T(1) / std::max(tp[cb] + dself[i], tiny) : T(1);
+    }
+    for (int64_t k = 0; k < cb; ++k) {  // then write channel rows contiguously
+      const T* xv = x + (c0 + k) * n + v0;
+      T* yv = y + (c0 + k) * n + v0;
+      for (int64_t i = 0; i < len; ++i) yv[i] = (tile[i * cs + k] + dself[i] * xv[i]) * scale[i];
+    }
   }
 }
 
@@ -81,15 +103,14 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
   }
   std::vector<T> a(n - 1);
   std::vector<int32_t> up(n - 1, 0);
-  const double inv = 1.0 / (zeta * zeta);
+  const T inv = static_cast<T>(1.0 / (zeta * zeta));
   for (int64_t j = 0; j < n - 1; ++j) {
-    a[j] = static_cast<T>(std::exp(-static_cast<double>(height[j]) * inv));
+    a[j] = std::exp(-height[j] * inv);  // float exp for float data: exact enough, several times faster
     if (j > 0) up[j] = parent[n + j] - static_cast<int32_t>(n);
   }
-  // Blocks of at most 16 channels keep each node's slice within one or two cache lines; each block
-  // carries its own normaliser channel (cheaper than a separate traversal).
-  const int64_t max_block = 16;
-  int64_t blocks = std::max<int64_t>((c + max_block - 1) / max_block, std::min<int64_t>(threads, c));
+  // Blocks of at most kMaxBlock channels; each carries its own normaliser channel (cheaper than a
+  // separate traversal).
+  int64_t blocks = std::max<int64_t>((c + kMaxBlock - 1) / kMaxBlock, std::min<int64_t>(threads, c));
   blocks = std::min<int64_t>(blocks, c);
   const int64_t base = c / blocks, extra = c % blocks;
   const int workers = static_cast<int>(std::min<int64_t>(threads, blocks));
