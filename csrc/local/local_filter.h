@@ -76,23 +76,24 @@ void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalPar
   }
 }
 
-// All iterations for one image: planar values (c, h, w) -> out (c, h, w), with the image's
-// normalised weights (k*k, h, w). Rows are the unit of work: a row's k*k weight rows are used for
-// every channel while they sit in cache, so the weights stream from memory once per iteration (not
-// once per channel). With threads > 1, each iteration's rows are split among threads.
+// All iterations for channels [c0, c1) of one image: planar values (c, h, w) -> out (c, h, w), with
+// the image's normalised weights (k*k, h, w). Rows are the unit of work: a row's k*k weight rows
+// are used for every channel while they sit in cache, so the weights stream from memory once per
+// iteration (not once per channel). With row_threads > 1, each iteration's rows are split among
+// threads (one barrier per iteration).
 template <typename T>
-void local_image(const T* in, const T* wts, int64_t c, int64_t h, int64_t w, const LocalParams& p, int threads,
-                 T* out) {
+void local_channels(const T* in, const T* wts, int64_t c0, int64_t c1, int64_t h, int64_t w, const LocalParams& p,
+                    int row_threads, T* out) {
   const int64_t r = p.kernel_size / 2, pad = r * p.dilation, kk = p.kernel_size * p.kernel_size;
-  const int64_t wp = w + 2 * pad, hp = h + 2 * pad, n = h * w, plane = hp * wp;
+  const int64_t wp = w + 2 * pad, hp = h + 2 * pad, n = h * w, plane = hp * wp, c = c1 - c0;
   if (p.iterations == 0) {
-    std::memcpy(out, in, sizeof(T) * n * c);
+    std::memcpy(out + c0 * n, in + c0 * n, sizeof(T) * n * c);
     return;
   }
   std::vector<T> buf_a(static_cast<size_t>(c * plane), T(0)), buf_b(static_cast<size_t>(c * plane), T(0));
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t y = 0; y < h; ++y)
-      std::memcpy(&buf_a[ch * plane + (y + pad) * wp + pad], in + ch * n + y * w, sizeof(T) * w);
+      std::memcpy(&buf_a[ch * plane + (y + pad) * wp + pad], in + (c0 + ch) * n + y * w, sizeof(T) * w);
   std::vector<int64_t> shift(kk);
   {
     int64_t o = 0;
@@ -121,7 +122,7 @@ void local_image(const T* in, const T* wts, int64_t c, int64_t h, int64_t w, con
       }
     }
   };
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, h / 8));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(row_threads, h / 8));
   for (int64_t it = 0; it < p.iterations; ++it) {
     if (parts == 1) {
       rows(0, h);
@@ -132,7 +133,21 @@ void local_image(const T* in, const T* wts, int64_t c, int64_t h, int64_t w, con
   }
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t y = 0; y < h; ++y)
-      std::memcpy(out + ch * n + y * w, src + ch * plane + (y + pad) * wp + pad, sizeof(T) * w);
+      std::memcpy(out + (c0 + ch) * n + y * w, src + ch * plane + (y + pad) * wp + pad, sizeof(T) * w);
+}
+
+// One image: channel groups run in parallel with no barrier between iterations when there are at
+// least as many channels as threads; otherwise the rows of each iteration are split.
+template <typename T>
+void local_image(const T* in, const T* wts, int64_t c, int64_t h, int64_t w, const LocalParams& p, int threads,
+                 T* out) {
+  if (c >= threads && threads > 1) {
+    parallel_for(threads, threads, [&](int64_t g) {
+      local_channels(in, wts, g * c / threads, (g + 1) * c / threads, h, w, p, 1, out);
+    });
+  } else {
+    local_channels(in, wts, 0, c, h, w, p, threads, out);
+  }
 }
 
 // values (b, c, h, w), image (b, f, h, w) -> out (b, c, h, w). Small images in a large batch run one
