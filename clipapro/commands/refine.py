@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--logits", action="store_true", help="PROBS holds logits: softmax over K first")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="method option, VALUE parsed as JSON when possible (repeatable), e.g. w_tree=5")
+    from clipapro.commands._common import add_figure_argument
+
+    add_figure_argument(parser)
 
 
 def _parse_options(items) -> dict:
@@ -42,19 +45,18 @@ def run(args) -> int:
     from pathlib import Path
 
     import numpy as np
-    from PIL import Image
 
     from clipapro._io import atomic_path, save_label_png
     from clipapro.cli import UsageError
+    from clipapro.commands._common import read_image, write_label_figure
     from clipapro.refine import REFINERS, refine
 
     if args.method != "auto" and args.method not in REFINERS:
         raise UsageError(f"--method must be auto or one of {', '.join(sorted(REFINERS))}, got {args.method!r}")
     options = _parse_options(args.option)
-    for path in (args.image, args.probs):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no such file: {path}")
-    image = np.asarray(Image.open(args.image).convert("RGB"))
+    image = read_image(args.image)
+    if not Path(args.probs).is_file():
+        raise FileNotFoundError(f"no such file: {args.probs}")
     probs = np.load(args.probs, allow_pickle=False)
     if probs.ndim != 3:
         raise ValueError(f"{args.probs} must hold a (K, H, W) array, got shape {probs.shape}")
@@ -73,4 +75,6 @@ def run(args) -> int:
         np.save(f, out.astype(np.float32))
     if args.labels_out:
         save_label_png(args.labels_out, out.argmax(0))
+    if args.figure and out.shape[0] <= 256:
+        write_label_figure(args.figure, image, out.argmax(0))
     return 0
