@@ -10,8 +10,9 @@ The propagation ops are available at the top level::
     y = clipapro.tree_filter(values, guide, zeta=0.01)         # global propagation (exact)
     y = clipapro.local_filter(values, image, kernel_size=5)    # local propagation
     targets = clipapro.apro(probs, image)                      # APro soft labels
+    refined = clipapro.refine(image, probs)                    # the default refiner (crf-tree)
 
-Subpackages (``clipapro.clip``, ``clipapro.data``, ...) are imported lazily.
+Subpackages (``clipapro.clip``, ``clipapro.data``, ``clipapro.adapters``, ...) are imported on use.
 """
 
 from clipapro.propagation import apro, grid_mst, kruskal_tree, local_filter, tree_filter
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = ["apro", "grid_mst", "kruskal_tree", "local_filter", "tree_filter", "__version__"]
 
-_LAZY = {"refine": ("clipapro.refine", "refine")}
+_LAZY = {"refine": ("clipapro.refiners", "refine")}
 
 
 def __getattr__(name):

@@ -104,8 +104,8 @@ class SegmentationPredictor:
         model: a :class:`~clipapro.clip.DenseCLIP` (:func:`clipapro.clip.create_model`).
         classes: default vocabulary: a class-set name (``"voc21"``), a file, ``"cat, dog"`` or a list.
         templates: prompt templates (``"imagenet80"``, ``"single"``, a file, or a list).
-        refine: refine the CLIP probabilities with the image (:func:`clipapro.refine.refine`).
-        refine_method: ``"auto"`` or a :data:`clipapro.refine.REFINERS` key; ``refine_options`` its
+        refine: refine the CLIP probabilities with the image (:func:`clipapro.refiners.refine`).
+        refine_method: ``"auto"`` or a :data:`clipapro.refiners.REFINERS` key; ``refine_options`` its
             keyword options.
         dense_mode: the last-block dense path (``maskclip``, ``clearclip``, ``sclip``, ``naclip``, ...).
         cache_dir: folder caching text embeddings on disk (None: kept in memory only).
@@ -118,7 +118,7 @@ class SegmentationPredictor:
                  refine_method: str = "auto", refine_options: dict | None = None, dense_mode: str = "maskclip",
                  cache_dir=None, **predict_options):
         from clipapro.clip import DENSE_MODES
-        from clipapro.refine import DEFAULT_METHOD, REFINERS
+        from clipapro.refiners import DEFAULT_METHOD, REFINERS
 
         unknown = sorted(set(predict_options) - _predict_option_names())
         if unknown:
@@ -215,7 +215,7 @@ class SegmentationPredictor:
         probs = predict_probs(self._encoder, self._image, clf, dense_mode=self.dense_mode,
                               **self.predict_options).float().cpu()
         if self.refine if refine is None else refine:
-            from clipapro.refine import refine as refine_fn
+            from clipapro.refiners import refine as refine_fn
 
             options = dict(self.refine_options)
             if self._tree is not None and self.refine_method in _TREE_METHODS:

@@ -41,7 +41,7 @@ def build_predict(model, classifier, *, device="cpu", refine_method: str | None 
         with torch.no_grad():
             probs = predict_probs(model, x, classifier, out_size=(h, w), **probs_options)[0]  # (K, H, W)
         if refine_method:
-            from clipapro.refine import refine
+            from clipapro.refiners import refine
 
             probs = refine(image, probs.float().cpu(), method=refine_method, **(refine_options or {}))
         return probs.argmax(0)

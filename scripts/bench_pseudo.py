@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from clipapro.pseudo.options import parse_kv
     from clipapro.pseudo.pipeline import clip_predictor
     from clipapro.pseudo.refiners import get_refiner
-    from clipapro.refine import DEFAULT_METHOD
+    from clipapro.refiners import DEFAULT_METHOD
 
     torch.set_num_threads(args.threads)
     rows = []

@@ -35,7 +35,7 @@ from PIL import Image
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clipapro.refine import REFINERS, refine  # noqa: E402
+from clipapro.refiners import REFINERS, refine  # noqa: E402
 
 NUM_CLASSES = 21  # PASCAL VOC: background + 20 objects
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from clipapro.clip import build_text_classifier, create_model, predict_probs
 from clipapro.predictor import SegmentationPredictor
-from clipapro.refine import refine
+from clipapro.refiners import refine
 
 apro_module = importlib.import_module("clipapro.propagation.apro")  # the package re-exports apro()
 

@@ -126,7 +126,7 @@ def _scribbles_and_refine(out, max_side, summary):
     from clipapro.adapters import scribble_to_mask
     from clipapro.commands import _demo_scenes as scenes
     from clipapro.metrics import ConfusionMatrix
-    from clipapro.refine import DEFAULT_METHOD, refine
+    from clipapro.refiners import DEFAULT_METHOD, refine
     from clipapro.viz import save_iou_bars, save_panels
 
     for k, photo in enumerate(scenes.SCRIBBLES):

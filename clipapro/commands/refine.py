@@ -49,7 +49,7 @@ def run(args) -> int:
     from clipapro._io import atomic_path, save_label_png
     from clipapro.cli import UsageError
     from clipapro.commands._common import read_image, write_label_figure
-    from clipapro.refine import REFINERS, refine
+    from clipapro.refiners import REFINERS, refine
 
     if args.method != "auto" and args.method not in REFINERS:
         raise UsageError(f"--method must be auto or one of {', '.join(sorted(REFINERS))}, got {args.method!r}")

@@ -31,11 +31,11 @@ def _apro(probs: torch.Tensor, image: torch.Tensor, **opts) -> torch.Tensor:
 
 
 def _has_refine_module() -> bool:
-    return importlib.util.find_spec("clipapro.refine") is not None
+    return importlib.util.find_spec("clipapro.refiners") is not None
 
 
 def _via_refine(probs: torch.Tensor, image: torch.Tensor, *, method: str, **opts) -> torch.Tensor:
-    from clipapro.refine import refine
+    from clipapro.refiners import refine
 
     return refine(image, probs, method=method, **opts)
 
@@ -57,12 +57,12 @@ def register_refiner(name: str, fn) -> None:
 def _refine_methods() -> list[str]:
     if not _has_refine_module():
         return []
-    mod = importlib.import_module("clipapro.refine")
+    mod = importlib.import_module("clipapro.refiners")
     return sorted(getattr(mod, "REFINERS", {}))
 
 
 def list_refiners() -> list[str]:
-    """Registered names plus the methods of :mod:`clipapro.refine` when it is installed."""
+    """Registered names plus the methods of :mod:`clipapro.refiners` when it is installed."""
     return sorted(set(_REFINERS) | set(_refine_methods()))
 
 

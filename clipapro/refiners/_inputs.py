@@ -1,4 +1,4 @@
-"""Input normalisation for :func:`clipapro.refine.refine`: accept what users of pydensecrf hand over
+"""Input normalisation for :func:`clipapro.refiners.refine`: accept what users of pydensecrf hand over
 (uint8 (H, W, 3) photos, numpy arrays, probabilities or logits) and turn it into validated tensors.
 
 Every check raises ``TypeError``/``ValueError`` naming the argument and its shape.

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import clipapro
-from clipapro.refine.crf_tree import crf_tree, rgb_to_lab
-from clipapro.refine.pamr import pamr
+from clipapro.refiners.crf_tree import crf_tree, rgb_to_lab
+from clipapro.refiners.pamr import pamr
 
 
 def _path_max(n, edges, weights):
@@ -137,8 +137,8 @@ def test_pamr_matches_loop_reference():
 def test_defaults_dicts_match_signatures():
     import inspect
 
-    from clipapro.refine import CRF_TREE_DEFAULTS, DENSECRF_DEFAULTS, PAMR_DEFAULTS
-    from clipapro.refine.densecrf import densecrf
+    from clipapro.refiners import CRF_TREE_DEFAULTS, DENSECRF_DEFAULTS, PAMR_DEFAULTS
+    from clipapro.refiners.densecrf import densecrf
 
     for fn, defaults in [(crf_tree, CRF_TREE_DEFAULTS), (pamr, PAMR_DEFAULTS), (densecrf, DENSECRF_DEFAULTS)]:
         params = inspect.signature(fn).parameters

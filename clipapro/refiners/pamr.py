@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from clipapro._validate import check_int
-from clipapro.refine._shift import pad_replicate, ring_offsets, shifted
+from clipapro.refiners._shift import pad_replicate, ring_offsets, shifted
 
 PAMR_DEFAULTS = {"steps": 10, "dilations": (8, 16)}  # NACLIP/SCLIP settings
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from clipapro.cli import main
-from clipapro.refine import refine
+from clipapro.refiners import refine
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import clipapro
-from clipapro.refine import DEFAULT_METHOD, REFINERS, refine
+from clipapro.refiners import DEFAULT_METHOD, REFINERS, refine
 
 # DenseCRF is an optional benchmark dependency; every other method must run everywhere.
 METHODS = [m for m in REFINERS if m != "densecrf"]

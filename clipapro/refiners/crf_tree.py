@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from clipapro._validate import check_choice, check_int, check_positive
 from clipapro.propagation import kruskal_tree, tree_filter
-from clipapro.refine._shift import pad_replicate, ring_offsets, shifted
+from clipapro.refiners._shift import pad_replicate, ring_offsets, shifted
 
 #: Chosen by scripts/refine_quality.py on the VOC photos (README, "Refinement quality").
 CRF_TREE_DEFAULTS = {

@@ -19,17 +19,15 @@ quality"). Knows the propagation ops, nothing of CLIP or datasets.
 from __future__ import annotations
 
 import functools
-import sys
-import types
 
 import numpy as np
 import torch
 
-from clipapro.refine._inputs import check_pair, image_to_tensor, probs_to_tensor
-from clipapro.refine.apro_method import apro_refine
-from clipapro.refine.crf_tree import CRF_TREE_DEFAULTS, crf_tree
-from clipapro.refine.densecrf import DENSECRF_DEFAULTS, densecrf
-from clipapro.refine.pamr import PAMR_DEFAULTS, pamr
+from clipapro.refiners._inputs import check_pair, image_to_tensor, probs_to_tensor
+from clipapro.refiners.apro_method import apro_refine
+from clipapro.refiners.crf_tree import CRF_TREE_DEFAULTS, crf_tree
+from clipapro.refiners.densecrf import DENSECRF_DEFAULTS, densecrf
+from clipapro.refiners.pamr import PAMR_DEFAULTS, pamr
 
 REFINERS = {
     "crf-tree": crf_tree,
@@ -78,14 +76,3 @@ def refine(image, probs, *, method: str = "auto", logits: bool = False, **option
     if isinstance(probs, np.ndarray):
         return out.numpy()
     return out.to(probs.device)
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``clipapro.refine`` binds the package over the lazy ``clipapro.refine`` function in
-    the parent namespace; a callable module keeps ``clipapro.refine(image, probs)`` working either way."""
-
-    def __call__(self, image, probs, **kwargs):
-        return refine(image, probs, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
