@@ -15,22 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipapro._validate import FLOAT_DTYPES, check_choice, check_positive, check_tensor
+from clipapro.adapters.boxes import BOX_APRO_DEFAULTS
 from clipapro.propagation import apro
 
 __all__ = ["AProSoftLabelLoss", "PartialCrossEntropy", "POINT_APRO_DEFAULTS", "check_sparse_labels"]
 
 IGNORE_INDEX = 255
 
-#: Propagation defaults for an RGB guide in [0, 1] (chosen with scripts/adapters_quality.py; the
-#: paper's zeta_g 0.01 / zeta_s 0.15 belong to mean/std-normalised images, see adapters.boxes).
-POINT_APRO_DEFAULTS = {
-    "zeta_g": 0.005,
-    "zeta_label": 0.07,
-    "kernel_size": 5,
-    "dilation": 1,
-    "zeta_s": 0.1,
-    "iterations": 20,
-}
+#: Propagation defaults for an RGB guide in [0, 1]: the same measured values as for boxes (chosen
+#: with scripts/adapters_quality.py; see :data:`clipapro.adapters.boxes.BOX_APRO_DEFAULTS`).
+POINT_APRO_DEFAULTS = BOX_APRO_DEFAULTS
 
 
 def check_sparse_labels(labels, logits, *, ignore_index: int = IGNORE_INDEX, name: str = "labels"):
