@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from clipapro.commands._common import add_figure_argument, figure_path, write_label_figure
+from clipapro.commands._common import (
+    add_figure_argument,
+    figure_path,
+    image_to_tensor,
+    read_image,
+    write_label_figure,
+)
 
 NAME = "segment"
 HELP = "segment images with a CLIP dense prediction (MaskCLIP/ClearCLIP/SCLIP/NACLIP) and refine it"
@@ -82,49 +88,6 @@ def _check_args(args) -> None:
         raise UsageError("--random-init and --pretrained exclude each other")
 
 
-def _refiner(method: str):
-    """clipapro.refine when it is available, else APro from the propagation ops."""
-    import types
-
-    import clipapro
-
-    try:
-        fn = clipapro.refine
-    except (AttributeError, ImportError):
-        fn = None
-    if isinstance(fn, types.ModuleType):
-        fn = getattr(fn, "refine", None)
-    if fn is not None:
-        return lambda image, probs: fn(image, probs, method=method)
-    return lambda image, probs: clipapro.apro(probs, image)
-
-
-def _load_image(path):
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except Exception as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def _overlay(image, labels, alpha: float):
-    import numpy as np
-
-    from clipapro._io import voc_palette
-
-    palette = np.asarray(voc_palette(), dtype=np.float32).reshape(256, 3)
-    rgb = image[0].permute(1, 2, 0).numpy() * 255.0
-    out = (1 - alpha) * rgb + alpha * palette[labels]
-    return out.clip(0, 255).astype(np.uint8)
-
-
 def run(args) -> int:
     _check_args(args)
     from pathlib import Path
@@ -145,12 +108,15 @@ def run(args) -> int:
     clf = build_text_classifier(model, args.classes, templates=args.templates, cache_dir=cache)
     if clf.num_classes > 255:
         raise ValueError(f"{clf.num_classes} classes do not fit a palette PNG (max 255)")
-    refine = None if args.no_refine else _refiner(args.refine_method)
+    from clipapro import refine as refine_fn
+    from clipapro.viz import overlay
+
+    refine = None if args.no_refine else (lambda img, p: refine_fn(img, p, method=args.refine_method))
     for path in tqdm(args.images, desc="segment", unit="img", disable=len(args.images) < 2):
         stem = Path(path).stem
         if args.skip_existing and (out_dir / f"{stem}.png").is_file():
             continue
-        image = _load_image(path)
+        image = image_to_tensor(read_image(path))
         probs = predict_probs(model, image.to(args.device), clf, dense_mode=args.dense_mode,
                               slide_crop=args.slide_crop, slide_stride=args.slide_stride,
                               short_side=args.short_side, logit_scale=args.logit_scale,
@@ -162,7 +128,7 @@ def run(args) -> int:
         labels = probs.argmax(dim=1)[0].numpy().astype("uint8")
         if not args.no_overlay:  # label map last: it marks the image as done for --skip-existing
             with atomic_path(out_dir / f"{stem}_overlay.png") as tmp:
-                Image.fromarray(_overlay(image, labels, args.alpha)).save(tmp, format="PNG")
+                Image.fromarray(overlay(image[0], labels, alpha=args.alpha)).save(tmp, format="PNG")
         write_label_figure(figure_path(args.figure, path, len(args.images)), image[0], labels, clf.names)
         save_label_png(out_dir / f"{stem}.png", labels)
         present = sorted({int(v) for v in labels.flat})
