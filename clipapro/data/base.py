@@ -104,7 +104,20 @@ class Sample:
     mask: Path | None
 
 
-class FileListDataset:
+class ClassSetMixin:
+    """``classes`` and ``num_classes`` of a dataset holding a :class:`clipapro.prompts.ClassSet` as
+    ``self.class_set`` (names and label indices come from the class-set files)."""
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.class_set.names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_set)
+
+
+class FileListDataset(ClassSetMixin):
     """A dataset over a list of (id, image file, label file) samples; subclasses only build the list.
 
     Args:
@@ -128,13 +141,6 @@ class FileListDataset:
         self.name = name
         self.label_map = label_map  # optional callable raw mask -> mask, applied before the checks
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.class_set.names
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_set)
 
     @property
     def ids(self) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DatasetItemError, check_label_range, reduce_zero_label
+from .base import ClassSetMixin, DatasetItemError, check_label_range, reduce_zero_label
 
 __all__ = ["HFSegmentationDataset", "load_hf_dataset"]
 
@@ -62,7 +62,7 @@ def _to_array(cell, what: str, where: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-class HFSegmentationDataset:
+class HFSegmentationDataset(ClassSetMixin):
     """A ``datasets.Dataset`` seen through the clipapro item contract (see :mod:`clipapro.data.base`).
 
     Args:
@@ -100,13 +100,6 @@ class HFSegmentationDataset:
         self.reduce_zero, self.check_labels = bool(reduce_zero), bool(check_labels)
         self.name = name or "hf"
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.class_set.names
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_set)
 
     def __len__(self) -> int:
         return len(self.data)
