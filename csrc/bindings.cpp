@@ -84,8 +84,9 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
       std::vector<int32_t> parent(2 * n - 1);
       std::vector<T> height(n > 1 ? n - 1 : 1);
       TreeBuffers<T> tb{parent.data(), height.data(), nullptr, nullptr};
-      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, tb);
-      else build_grid_tree(g + i * n * f, h, w, f, tb);
+      const bool bfs = c >= 4;  // the breadth-first renumbering pays for itself from a few channels on
+      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, tb, bfs);
+      else build_grid_tree(g + i * n * f, h, w, f, tb, bfs);
       tree_sweep(n, c, x + i * n * c, parent.data(), height.data(), zeta, opt, inner, y + i * n * c);
     });
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "common/scratch.h"
 
 namespace clipapro {
 
@@ -64,7 +65,7 @@ void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalPar
     }
   }
   // Normalise over the k*k offsets (the centre weight is 1, so the sum is never zero).
-  std::vector<T> sum(n, T(0));
+  Scratch<T> sum(n, T(0));
   for (int64_t q = 0; q < kk; ++q) {
     const T* wq = wts + q * n;
     for (int64_t i = 0; i < n; ++i) sum[i] += wq[i];
@@ -90,7 +91,7 @@ void local_channels(const T* in, const T* wts, int64_t c0, int64_t c1, int64_t h
     std::memcpy(out + c0 * n, in + c0 * n, sizeof(T) * n * c);
     return;
   }
-  std::vector<T> buf_a(static_cast<size_t>(c * plane), T(0)), buf_b(static_cast<size_t>(c * plane), T(0));
+  Scratch<T> buf_a(static_cast<size_t>(c * plane), T(0)), buf_b(static_cast<size_t>(c * plane), T(0));
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t y = 0; y < h; ++y)
       std::memcpy(&buf_a[ch * plane + (y + pad) * wp + pad], in + (c0 + ch) * n + y * w, sizeof(T) * w);
@@ -157,7 +158,7 @@ void local_filter(const T* values, const T* image, int64_t b, int64_t c, int64_t
                   const LocalParams& p, int threads, T* out) {
   const int64_t n = h * w, kk = p.kernel_size * p.kernel_size;
   auto one = [&](int64_t i, int inner) {
-    std::vector<T> wts(static_cast<size_t>(kk * n));
+    Scratch<T> wts(static_cast<size_t>(kk * n));
     local_weights(image + i * f * n, f, h, w, p, wts.data());
     local_image(values + i * c * n, wts.data(), c, h, w, p, inner, out + i * c * n);
   };

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/radix_sort.h"
+#include "common/scratch.h"
 
 namespace clipapro {
 
@@ -67,7 +68,7 @@ class UnionFind {
   }
 
  private:
-  std::vector<int32_t> uf_;
+  Scratch<int32_t> uf_;
 };
 
 // Writes parent links and heights with internal nodes renumbered breadth-first from the root (the
@@ -76,14 +77,21 @@ class UnionFind {
 // sequentially instead of in the random order of creation. `child` holds the two children of each
 // merge in creation order; out.height holds heights in creation order on entry.
 template <typename T>
-void renumber_breadth_first(int64_t n, const std::vector<int32_t>& child, const TreeBuffers<T>& out) {
+void renumber_breadth_first(int64_t n, const int32_t* child, const TreeBuffers<T>& out) {
   const int64_t m = n - 1;
-  std::vector<int32_t> queue(m);  // creation indices in breadth-first order
-  std::vector<T> created(out.height, out.height + m);
+  Scratch<int32_t> queue(m);  // creation indices in breadth-first order
+  Scratch<T> created;
+  created.vec().assign(out.height, out.height + m);
   int64_t head = 0, tail = 0;
   queue[tail++] = static_cast<int32_t>(m - 1);
   out.parent[n] = -1;
+  constexpr int64_t kAhead = 16;  // the queue is known ahead: prefetch what those nodes will read
   while (head < tail) {
+    if (head + kAhead < tail) {
+      const int32_t ahead = queue[head + kAhead];
+      __builtin_prefetch(&child[2 * ahead]);
+      __builtin_prefetch(&created[ahead]);
+    }
     const int32_t o = queue[head];
     const int32_t self = static_cast<int32_t>(n + head);
     out.height[head] = created[o];
@@ -100,18 +108,37 @@ void renumber_breadth_first(int64_t n, const std::vector<int32_t>& child, const 
   }
 }
 
+// Writes parent links and heights with internal nodes in reverse creation order (the root becomes
+// node n): one cheap linear pass, parents still precede children, but without the breadth-first
+// locality. Used when only a channel or two will be swept, where the renumbering would not pay.
+template <typename T>
+void renumber_reverse(int64_t n, const int32_t* child, const TreeBuffers<T>& out) {
+  const int64_t m = n - 1;
+  Scratch<T> created;
+  created.vec().assign(out.height, out.height + m);
+  out.parent[n] = -1;
+  for (int64_t o = 0; o < m; ++o) {
+    const int32_t self = static_cast<int32_t>(n + (m - 1 - o));
+    out.height[m - 1 - o] = created[o];
+    for (int k = 0; k < 2; ++k) {
+      const int32_t c = child[2 * o + k];
+      out.parent[c < n ? c : n + (m - 1 - (c - n))] = self;
+    }
+  }
+}
+
 // Kruskal over sorted items; endpoints(id, &u, &v) names each edge. With `require_tree`, every
 // item must merge two components (the candidates are a spanning tree): otherwise
 // std::invalid_argument naming the argument "tree".
 template <typename T, typename Endpoints>
 void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoints, bool require_tree,
-                   const TreeBuffers<T>& out) {
-  std::vector<KeyedId<T>> tmp;
-  radix_sort(items, tmp);
-  tmp.clear();
-  tmp.shrink_to_fit();
+                   const TreeBuffers<T>& out, bool breadth_first = true) {
+  {
+    Scratch<KeyedId<T>> tmp;
+    radix_sort(items, tmp.vec());
+  }
   UnionFind uf(n);
-  std::vector<int32_t> child(2 * (n - 1));
+  Scratch<int32_t> child(2 * (n - 1));
   int64_t m = 0;
   const int64_t count = static_cast<int64_t>(items.size());
   for (int64_t k = 0; k < count && m < n - 1; ++k) {
@@ -138,18 +165,21 @@ void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoint
   if (m != n - 1) {
     throw std::invalid_argument("tree is not a spanning tree of the grid: it does not connect all pixels");
   }
-  renumber_breadth_first(n, child, out);
+  if (breadth_first) renumber_breadth_first(n, child.data(), out);
+  else renumber_reverse(n, child.data(), out);
 }
 // Tree build on the full 4-connected grid of a planar guide (f, h, w), weight = squared distance.
 // Candidate order (horizontal edges row by row, then vertical ones) fixes the tie-breaking.
 template <typename T>
-void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const TreeBuffers<T>& out) {
+void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const TreeBuffers<T>& out,
+                     bool breadth_first = true) {
   const int64_t n = h * w;
   if (n == 1) {
     out.parent[0] = -1;
     return;
   }
-  std::vector<KeyedId<T>> items;
+  Scratch<KeyedId<T>> scratch_items;
+  std::vector<KeyedId<T>>& items = scratch_items.vec();
   items.reserve(static_cast<size_t>(h * (w - 1) + (h - 1) * w));
   std::vector<T> acc(w);
   for (int64_t r = 0; r < h; ++r) {  // horizontal: channel by channel over a row (vectorises)
@@ -177,19 +207,20 @@ void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const Tree
   kruskal_build(n, items, [w](uint32_t id, int64_t* u, int64_t* v) {
     *u = id >> 1;
     *v = *u + ((id & 1u) ? w : 1);
-  }, false, out);
+  }, false, out, breadth_first);
 }
 
 // Tree build on a given spanning tree (edges (n-1, 2)), weights re-computed from the planar guide.
 template <typename T>
 void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int64_t* edges,
-                      const TreeBuffers<T>& out) {
+                      const TreeBuffers<T>& out, bool breadth_first = true) {
   const int64_t n = h * w;
   if (n == 1) {
     out.parent[0] = -1;
     return;
   }
-  std::vector<KeyedId<T>> items(n - 1);
+  Scratch<KeyedId<T>> scratch_items(n - 1);
+  std::vector<KeyedId<T>>& items = scratch_items.vec();
   for (int64_t e = 0; e < n - 1; ++e) {
     const int64_t u = edges[2 * e], v = edges[2 * e + 1];
     if (u < 0 || v < 0 || u >= n || v >= n) {
@@ -208,7 +239,7 @@ void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
   kruskal_build(n, items, [edges](uint32_t e, int64_t* u, int64_t* v) {
     *u = edges[2 * e];
     *v = edges[2 * e + 1];
-  }, true, out);
+  }, true, out, breadth_first);
 }
 
 }  // namespace clipapro

@@ -5,9 +5,10 @@
 // value T(i) equals sum_j a(lca(i, j)) x_j: the unnormalised global propagation. T overwrites S in
 // place (top-down), so the sweeps need one (n-1, C) buffer per channel block.
 //
-// Internal nodes are numbered breadth-first (root = node n, see kruskal.h): the bottom-up sweep runs
-// over them in reverse order, the top-down sweep in order, both nearly sequential in memory. Only
-// the leaf <-> parent steps are random; those are prefetched a few iterations ahead.
+// Internal nodes are numbered with parents before children (root = node n, see kruskal.h; usually
+// breadth-first): the bottom-up sweep runs over them in reverse order, the top-down sweep in order,
+// both nearly sequential in memory for the breadth-first numbering. The leaf <-> parent steps are
+// random; those are prefetched a few iterations ahead.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "common/scratch.h"
 
 namespace clipapro {
 
@@ -101,8 +103,8 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
     for (int64_t k = 0; k < c; ++k) y[k] = opt.include_self ? x[k] : T(0);  // n == 1: planar == flat
     return;
   }
-  std::vector<T> a(n - 1);
-  std::vector<int32_t> up(n - 1, 0);
+  Scratch<T> a(n - 1);
+  Scratch<int32_t> up(n - 1, 0);
   const T inv = static_cast<T>(1.0 / (zeta * zeta));
   for (int64_t j = 0; j < n - 1; ++j) {
     a[j] = std::exp(-height[j] * inv);  // float exp for float data: exact enough, several times faster
@@ -114,11 +116,11 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
   blocks = std::min<int64_t>(blocks, c);
   const int64_t base = c / blocks, extra = c % blocks;
   const int workers = static_cast<int>(std::min<int64_t>(threads, blocks));
-  std::vector<std::vector<T>> scratch(workers);
+  std::vector<Scratch<T>> scratch(workers);
   std::vector<int64_t> starts(blocks + 1, 0);
   for (int64_t b = 0; b < blocks; ++b) starts[b + 1] = starts[b] + base + (b < extra ? 1 : 0);
   parallel_for(workers, workers, [&](int64_t wkr) {
-    std::vector<T>& s = scratch[wkr];
+    std::vector<T>& s = scratch[wkr].vec();
     for (int64_t b = wkr; b < blocks; b += workers) {
       const int64_t cb = starts[b + 1] - starts[b];
       s.resize((n - 1) * (cb + 1));
