@@ -14,6 +14,8 @@ from clipapro._io import save_label_png
 from clipapro.cli import build_parser, main
 from clipapro.commands import _common
 
+from .conftest import make_photo
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_VIT = {"embed_dim": 16, "quick_gelu": True,
             "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16},
@@ -28,12 +30,7 @@ def _subparsers():
 
 @pytest.fixture
 def photo(tmp_path):
-    arr = np.zeros((24, 32, 3), np.uint8)
-    arr[:] = (40, 120, 60)
-    arr[6:18, 8:24] = (220, 60, 60)
-    path = tmp_path / "photo.png"
-    Image.fromarray(arr).save(path)
-    return path
+    return make_photo(tmp_path / "photo.png", 24, 32)
 
 
 def _one_line_error(err: str, *needles):

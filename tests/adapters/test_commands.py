@@ -5,15 +5,12 @@ from PIL import Image
 from clipapro._io import save_label_png
 from clipapro.cli import main
 
+from ..conftest import make_photo
+
 
 @pytest.fixture
 def photo(tmp_path):
-    arr = np.zeros((40, 50, 3), np.uint8)
-    arr[:] = (40, 120, 60)
-    arr[10:30, 12:38] = (220, 60, 60)
-    path = tmp_path / "photo.png"
-    Image.fromarray(arr).save(path)
-    return path
+    return make_photo(tmp_path / "photo.png", 40, 50)
 
 
 def test_box2mask_writes_instance_png(photo, tmp_path, capsys):
