@@ -42,7 +42,7 @@ def all_finite(x: torch.Tensor) -> bool:
 
         ext = _ext.get_ext()
         if ext is not None:
-            return bool(ext.all_finite(x.detach().reshape(-1).numpy()))
+            return bool(ext.all_finite(x.detach().reshape(-1).numpy(), _ext.num_threads()))
     return bool(torch.isfinite(x).all())
 
 

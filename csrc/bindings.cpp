@@ -5,12 +5,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <sys/mman.h>
+
+#include <cstdlib>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "common/finite.h"
 #include "common/parallel.h"
 #include "local/local_filter.h"
-#include "tree/kruskal.h"
+#include "tree/build.h"
+#include "tree/list_sweep.h"
 #include "tree/sweep.h"
 
 namespace py = pybind11;
@@ -20,6 +26,25 @@ namespace {
 
 template <typename T>
 using Arr = py::array_t<T, py::array::c_style>;
+
+// A new C-contiguous array. Large ones ask for transparent huge pages: a fresh 20 MB output would
+// otherwise take ~5000 page faults as the kernel writes it, a few milliseconds at 512^2 x 21.
+template <typename T>
+Arr<T> new_array(std::vector<py::ssize_t> shape) {
+  size_t count = 1;
+  for (py::ssize_t s : shape) count *= static_cast<size_t>(s);
+  const size_t bytes = count * sizeof(T);
+  constexpr size_t kHuge = size_t(2) << 20;
+  if (bytes < 2 * kHuge) return Arr<T>(shape);
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  py::capsule owner(p, [](void* q) { std::free(q); });
+  return Arr<T>(shape, static_cast<T*>(p), owner);
+}
 
 void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
@@ -36,9 +61,16 @@ void over_batch(int64_t b, int threads, Fn&& fn) {
   }
 }
 
+// Edge ids (2 per pixel) and node ids must fit their 32-bit fields.
+void require_size(int64_t h, int64_t w) {
+  require(h * w <= (int64_t(1) << 30), "images of more than 2^30 pixels are not supported (got " + std::to_string(h) +
+                                           " x " + std::to_string(w) + ")");
+}
+
 template <typename T>
 py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges, int threads) {
   require(guide.ndim() == 3 && guide.shape(2) == h * w, "guide must be planar (B, F, H*W)");
+  require_size(h, w);
   const int64_t b = guide.shape(0), n = h * w, f = guide.shape(1);
   if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
                      "tree must be (B, H*W-1, 2)");
@@ -54,10 +86,10 @@ py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64
   T* wp = tree_weights.mutable_data();
   {
     py::gil_scoped_release release;
-    over_batch(b, threads, [&](int64_t i, int) {
+    over_batch(b, threads, [&](int64_t i, int inner) {
       TreeBuffers<T> out{pp + i * (2 * n - 1), hp + i * (n - 1), ep + i * (n - 1) * 2, wp + i * (n - 1)};
-      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, out);
-      else build_grid_tree(g + i * n * f, h, w, f, out);
+      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, out, inner);
+      else build_grid_tree(g + i * n * f, h, w, f, out, inner);
     });
   }
   return py::make_tuple(parent, height, tree_edges, tree_weights);
@@ -69,10 +101,11 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
   require(values.ndim() == 3 && values.shape(2) == h * w, "values must be planar (B, C, H*W)");
   require(guide.ndim() == 3 && guide.shape(0) == values.shape(0) && guide.shape(2) == h * w,
           "guide must be planar (B, F, H*W)");
+  require_size(h, w);
   const int64_t b = values.shape(0), n = h * w, c = values.shape(1), f = guide.shape(1);
   if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
                      "tree must be (B, H*W-1, 2)");
-  Arr<T> out({b, c, n});
+  Arr<T> out = new_array<T>({b, c, n});
   const T* x = values.data();
   const T* g = guide.data();
   const int64_t* e = edges ? edges->data() : nullptr;
@@ -81,13 +114,25 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
   {
     py::gil_scoped_release release;
     over_batch(b, threads, [&](int64_t i, int inner) {
-      std::vector<int32_t> parent(2 * n - 1);
-      std::vector<T> height(n > 1 ? n - 1 : 1);
-      TreeBuffers<T> tb{parent.data(), height.data(), nullptr, nullptr};
-      const bool bfs = c >= 4;  // the breadth-first renumbering pays for itself from a few channels on
-      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, tb, bfs);
-      else build_grid_tree(g + i * n * f, h, w, f, tb, bfs);
-      tree_sweep(n, c, x + i * n * c, parent.data(), height.data(), zeta, opt, inner, y + i * n * c);
+      const T* xi = x + i * n * c;
+      T* yi = y + i * n * c;
+      if (n == 1) {  // one pixel: its own value (or nothing)
+        for (int64_t k = 0; k < c; ++k) yi[k] = include_self ? xi[k] : T(0);
+        return;
+      }
+      MergeTree<T> tree;
+      if (e) given_merge_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, inner, tree);
+      else grid_merge_tree(g + i * n * f, h, w, f, inner, tree);
+      if (use_list_sweep(c)) {
+        list_sweep(tree, c, xi, zeta, opt, inner, yi);
+        return;
+      }
+      Scratch<int32_t> parent;
+      Scratch<T> height;
+      parent.resize(static_cast<size_t>(2 * n - 1));
+      height.resize(static_cast<size_t>(n - 1));
+      renumber_breadth_first(tree, TreeBuffers<T>{parent.data(), height.data(), nullptr, nullptr});
+      tree_sweep(n, c, xi, parent.data(), height.data(), zeta, opt, inner, yi);
     });
   }
   return out;
@@ -100,7 +145,7 @@ Arr<T> sweep(Arr<T> values, Arr<int32_t> parent, Arr<T> height, double zeta, boo
   const int64_t b = values.shape(0), c = values.shape(1), n = values.shape(2);
   require(parent.ndim() == 2 && parent.shape(0) == b && parent.shape(1) == 2 * n - 1, "parent must be (B, 2N-1)");
   require(height.ndim() == 2 && height.shape(0) == b && height.shape(1) == n - 1, "height must be (B, N-1)");
-  Arr<T> out({b, c, n});
+  Arr<T> out = new_array<T>({b, c, n});
   const T* x = values.data();
   const int32_t* pp = parent.data();
   const T* hp = height.data();
@@ -124,7 +169,7 @@ Arr<T> local(Arr<T> values, Arr<T> image, int64_t kernel_size, int64_t dilation,
   require(kernel_size >= 1 && kernel_size % 2 == 1, "kernel_size must be odd and >= 1");
   require(dilation >= 1 && iterations >= 0 && zeta > 0, "bad local_filter parameters");
   const int64_t f = image.shape(1);
-  Arr<T> out({b, c, h, w});
+  Arr<T> out = new_array<T>({b, c, h, w});
   LocalParams p{kernel_size, dilation, zeta, iterations};
   const T* x = values.data();
   const T* img = image.data();
@@ -136,20 +181,18 @@ Arr<T> local(Arr<T> values, Arr<T> image, int64_t kernel_size, int64_t dilation,
   return out;
 }
 
-// True when every element is finite (single pass, no threads: cheap even on a loaded machine).
+// True when every element is finite.
 template <typename T>
-bool all_finite(Arr<T> a) {
+bool finite(Arr<T> a, int threads) {
   const T* p = a.data();
   const int64_t n = a.size();
   py::gil_scoped_release release;
-  bool ok = true;
-  for (int64_t i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
-  return ok;
+  return all_finite(p, n, threads);
 }
 
 template <typename T>
 void define(py::module_& m) {
-  m.def("all_finite", &all_finite<T>, py::arg("array"), "True when no element is NaN or Inf.");
+  m.def("all_finite", &finite<T>, py::arg("array"), py::arg("threads") = 1, "True when no element is NaN or Inf.");
   m.def("build_tree", &build_tree<T>, py::arg("guide"), py::arg("height"), py::arg("width"), py::arg("edges"),
         py::arg("threads"),
         "Kruskal reconstruction tree of a grid (or of given tree edges): (parent, height, edges, weights).");

@@ -13,14 +13,19 @@ import torch.nn.functional as F
 
 
 def grid_edges(height: int, width: int, device=None) -> torch.Tensor:
-    """All 4-connected grid edges, (E, 2) int64: horizontal edges row by row, then vertical ones.
+    """All 4-connected grid edges, (E, 2) int64, in edge-id order: pixel by pixel (row-major), the
+    edge to the right neighbour before the edge to the one below (id 2u and 2u+1 in the kernel).
 
     This order (and a stable sort) fixes the tie-breaking, identical to the compiled kernel.
     """
-    idx = torch.arange(height * width, device=device).view(height, width)
-    horiz = torch.stack([idx[:, :-1].reshape(-1), idx[:, 1:].reshape(-1)], 1)
-    vert = torch.stack([idx[:-1, :].reshape(-1), idx[1:, :].reshape(-1)], 1)
-    return torch.cat([horiz, vert], 0)
+    n = height * width
+    u = torch.arange(n, device=device)
+    right = torch.stack([u, u + 1], 1)
+    down = torch.stack([u, u + width], 1)
+    pairs = torch.stack([right, down], 1).view(2 * n, 2)  # (2 per pixel, in id order)
+    col, row = u % width, u // width
+    keep = torch.stack([col + 1 < width, row + 1 < height], 1).view(2 * n)
+    return pairs[keep]
 
 
 def edge_weights(guide_nf: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:

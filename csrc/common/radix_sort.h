@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/scratch.h"
+
 namespace clipapro {
 
 inline uint32_t float_key(float v) {
@@ -40,9 +42,16 @@ struct KeyedId;
 
 template <>
 struct KeyedId<float> {
+  using Key = uint32_t;
   uint64_t packed;
   static KeyedId make(float w, uint32_t id) { return {(uint64_t(float_key(w)) << 32) | id}; }
+  Key key() const { return static_cast<uint32_t>(packed >> 32); }
   uint32_t id() const { return static_cast<uint32_t>(packed); }
+  bool same(const KeyedId& o) const { return packed == o.packed; }
+  static KeyedId none() { return {0}; }  // compares unequal to every item (keys of weights >= 0 are not 0)
+  static KeyedId last() { return {~uint64_t(0)}; }  // after every item of a finite weight
+  static bool before(const KeyedId& a, const KeyedId& b) { return a.packed < b.packed; }
+  static KeyedId larger(const KeyedId& a, const KeyedId& b) { return before(a, b) ? b : a; }
   float weight() const { return key_to_float(static_cast<uint32_t>(packed >> 32)); }
   uint32_t digit(int pass) const { return static_cast<uint32_t>(packed >> (32 + 8 * pass)) & 0xffu; }
   static constexpr int kPasses = 4;
@@ -50,22 +59,30 @@ struct KeyedId<float> {
 
 template <>
 struct KeyedId<double> {
-  uint64_t key;
+  using Key = uint64_t;
+  uint64_t key_;
   uint32_t id_;
   static KeyedId make(double w, uint32_t id) { return {float_key(w), id}; }
+  Key key() const { return key_; }
   uint32_t id() const { return id_; }
-  double weight() const { return key_to_float(key); }
-  uint32_t digit(int pass) const { return static_cast<uint32_t>(key >> (8 * pass)) & 0xffu; }
+  bool same(const KeyedId& o) const { return key_ == o.key_ && id_ == o.id_; }
+  static KeyedId none() { return {0, 0}; }
+  static KeyedId last() { return {~uint64_t(0), ~uint32_t(0)}; }
+  static bool before(const KeyedId& a, const KeyedId& b) { return a.key_ < b.key_ || (a.key_ == b.key_ && a.id_ < b.id_); }
+  static KeyedId larger(const KeyedId& a, const KeyedId& b) { return before(a, b) ? b : a; }
+  double weight() const { return key_to_float(key_); }
+  uint32_t digit(int pass) const { return static_cast<uint32_t>(key_ >> (8 * pass)) & 0xffu; }
   static constexpr int kPasses = 8;
 };
 
 // Sorts items by key, stably (ties keep their input order). `tmp` is scratch of the same size.
 template <typename T>
-void radix_sort(std::vector<KeyedId<T>>& items, std::vector<KeyedId<T>>& tmp) {
+void radix_sort(Buffer<KeyedId<T>>& items, Scratch<KeyedId<T>>& scratch) {
   using Item = KeyedId<T>;
   constexpr int kPasses = Item::kPasses;
   const size_t n = items.size();
-  tmp.resize(n);
+  scratch.resize(n);
+  Buffer<Item>& tmp = scratch.vec();
   std::vector<uint32_t> hist(static_cast<size_t>(kPasses) * 256, 0);
   for (size_t i = 0; i < n; ++i) {
     for (int p = 0; p < kPasses; ++p) ++hist[p * 256 + items[i].digit(p)];

@@ -1,14 +1,41 @@
 // Reusable scratch buffers. Large temporaries freed after each call go back to the OS, and the next
 // call pays page faults on fresh memory (measured: ~7 ms of a 17 ms tree build at 512x512). Buffers
-// taken from this pool keep their pages between calls; very large ones are not kept.
+// taken from this pool keep their pages between calls, up to 512 MB per element type.
 #pragma once
 
 #include <cstddef>
+#include <memory>
+#include <new>
 #include <mutex>
 #include <utility>
 #include <vector>
 
 namespace clipapro {
+
+// An allocator whose resize() leaves new trivially constructible elements uninitialised: scratch
+// arrays are always written before they are read, and zero-filling megabytes per call is not free.
+template <typename T>
+struct NoInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = NoInitAllocator<U>;
+  };
+  NoInitAllocator() = default;
+  template <typename U>
+  NoInitAllocator(const NoInitAllocator<U>&) {}  // NOLINT: converting constructor, as allocators need
+  template <typename U>
+  void construct(U* p) {
+    ::new (static_cast<void*>(p)) U;  // default-initialise: no zeroing
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// A vector whose resize() does not zero new elements (see NoInitAllocator).
+template <typename T>
+using Buffer = std::vector<T, NoInitAllocator<T>>;
 
 template <typename T>
 class ScratchPool {
@@ -17,36 +44,72 @@ class ScratchPool {
     static ScratchPool pool;
     return pool;
   }
-  std::vector<T> take() {
+  // The smallest kept buffer that holds `min_capacity` elements, else the largest (it will grow),
+  // else a new one. A buffer too small for its use would be reallocated on fresh pages.
+  Buffer<T> take(size_t min_capacity) {
     std::lock_guard<std::mutex> lock(mu_);
     if (free_.empty()) return {};
-    std::vector<T> v = std::move(free_.back());
-    free_.pop_back();
+    size_t best = 0;
+    for (size_t i = 1; i < free_.size(); ++i) {
+      const size_t c = free_[i].capacity(), b = free_[best].capacity();
+      const bool fits = c >= min_capacity, best_fits = b >= min_capacity;
+      if ((fits && (!best_fits || c < b)) || (!fits && !best_fits && c > b)) best = i;
+    }
+    Buffer<T> v = std::move(free_[best]);
+    free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
+    kept_bytes_ -= v.capacity() * sizeof(T);
     return v;
   }
-  void give(std::vector<T>&& v) {
-    if (v.capacity() * sizeof(T) > kMaxKeptBytes) return;  // let very large buffers go
+  void give(Buffer<T>&& v) {
+    const size_t bytes = v.capacity() * sizeof(T);
     std::lock_guard<std::mutex> lock(mu_);
-    if (free_.size() < kMaxKept) free_.push_back(std::move(v));
+    if (free_.size() >= kMaxKept || kept_bytes_ + bytes > kMaxKeptBytes) return;  // let it go
+    kept_bytes_ += bytes;
+    free_.push_back(std::move(v));
   }
 
  private:
   static constexpr size_t kMaxKept = 16;
-  static constexpr size_t kMaxKeptBytes = size_t(256) << 20;
+  static constexpr size_t kMaxKeptBytes = size_t(512) << 20;  // per element type
   std::mutex mu_;
-  std::vector<std::vector<T>> free_;
+  std::vector<Buffer<T>> free_;
+  size_t kept_bytes_ = 0;
 };
 
-// A std::vector<T> borrowed from the pool for the lifetime of this object.
+// A Buffer<T> borrowed from the pool for the lifetime of this object. It takes a pooled buffer
+// when it first needs room (reserve, resize, assign), the one that fits best.
 template <typename T>
 class Scratch {
  public:
-  Scratch() : v_(ScratchPool<T>::instance().take()) { v_.clear(); }
-  explicit Scratch(size_t n, const T& value = T()) : Scratch() { v_.assign(n, value); }
-  ~Scratch() { ScratchPool<T>::instance().give(std::move(v_)); }
+  Scratch() = default;
+  // n elements, not initialised.
+  explicit Scratch(size_t n) { resize(n); }
+  // n elements equal to `value`.
+  Scratch(size_t n, const T& value) { assign(n, value); }
+  ~Scratch() {
+    if (v_.capacity()) ScratchPool<T>::instance().give(std::move(v_));
+  }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
-  std::vector<T>& vec() { return v_; }
+  void reserve(size_t n) {
+    if (v_.capacity() >= n) return;
+    if (v_.empty()) {
+      if (v_.capacity()) ScratchPool<T>::instance().give(std::move(v_));
+      v_ = ScratchPool<T>::instance().take(n);
+      v_.clear();
+    }
+    v_.reserve(n);
+  }
+  void resize(size_t n) {
+    reserve(n);
+    v_.resize(n);
+  }
+  void assign(size_t n, const T& value) {
+    reserve(n);
+    v_.assign(n, value);
+  }
+  Buffer<T>& vec() { return v_; }
+  const Buffer<T>& vec() const { return v_; }
   T* data() { return v_.data(); }
   const T* data() const { return v_.data(); }
   size_t size() const { return v_.size(); }
@@ -54,7 +117,7 @@ class Scratch {
   const T& operator[](size_t i) const { return v_[i]; }
 
  private:
-  std::vector<T> v_;
+  Buffer<T> v_;
 };
 
 }  // namespace clipapro

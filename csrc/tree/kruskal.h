@@ -1,14 +1,13 @@
 // Kruskal reconstruction tree of a pixel graph: the structure behind exact global propagation.
 //
-// Nodes 0..n-1 are pixels (leaves); the k-th union creates internal node n+k, whose height is the
-// merging edge's weight. The largest edge on the MST path between two pixels is the height of
-// their lowest common ancestor, which turns the all-pairs tree filter into two linear sweeps.
+// Nodes 0..n-1 are pixels (leaves); every union of Kruskal's algorithm creates an internal node
+// whose height is the merging edge's weight. The largest edge on the MST path between two pixels
+// is the height of their lowest common ancestor, which turns the all-pairs tree filter into two
+// linear sweeps.
 //
-// Speed notes: grid edges are named 2*u (to the right) and 2*u+1 (downwards), so endpoints need no
-// division; one radix sort of packed (weight, id) items; the union-find is one int32 array whose
-// roots name their reconstruction node, kept apart from the reconstruction tree itself, whose
-// children are written in creation order (sequential) and turned into breadth-first parent links
-// in one pass afterwards.
+// This file holds the tree as built (MergeTree), Kruskal over the sorted edges of one band of
+// pixels (a union-find in one int32 array, prefetched from the sorted edge list) and the
+// breadth-first layout the channel sweeps read. build.h puts the pieces together.
 #pragma once
 
 #include <algorithm>
@@ -42,24 +41,67 @@ struct TreeBuffers {
   T* tree_weights;        // (n-1) or null
 };
 
-// Union-find over pixels in ONE int32 array (it then fits in the L2 cache at 512x512):
-// uf[x] >= 0 is x's parent; a root stores -(reconstruction node + 1), the node that currently
-// represents its component. Roots are linked by index (the larger index becomes the root), which
-// needs no size array; path halving keeps the finds short.
+// Merges in slots: slot k joins nodes child[2k] (the component of the edge's first pixel) and
+// child[2k+1] (the second's); merges[k] is its edge (weight and id).
+template <typename T>
+struct MergeSlots {
+  Scratch<int32_t> child;
+  Scratch<KeyedId<T>> merges;
+  int64_t size() const { return static_cast<int64_t>(merges.size()); }
+  void resize(int64_t slots) {
+    child.resize(static_cast<size_t>(2 * slots));
+    merges.resize(static_cast<size_t>(slots));
+  }
+};
+
+// A reconstruction tree of n pixels as built. Band slot k is node n+k, glue slot g is node
+// n + bands.size() + g. Band slots [0, runs[0]) and [runs[0], runs[1]) are two runs of merges that
+// are independent of each other (children before parents within each); glue slots come after both,
+// in an order where children come before parents, the root last. A band slot marked dead holds no
+// merge (its children are pixel 0, harmless to read): a sweep may run the two runs on two threads
+// and skip dead slots. A tree built in one piece is one run with no glue and no dead slot.
+template <typename T>
+struct MergeTree {
+  int64_t n = 0;
+  MergeSlots<T> bands;
+  Scratch<uint8_t> dead;  // per band slot; empty when none is
+  int64_t runs[2] = {0, 0};
+  MergeSlots<T> glue;
+  bool is_dead(int64_t k) const { return !dead.vec().empty() && dead[k]; }
+  int64_t root() const { return n + bands.size() + glue.size() - 1; }
+  // Children of internal node `node`.
+  const int32_t* children(int64_t node) const {
+    const int64_t k = node - n;
+    return k < bands.size() ? bands.child.data() + 2 * k : glue.child.data() + 2 * (k - bands.size());
+  }
+  const KeyedId<T>& merge(int64_t node) const {
+    const int64_t k = node - n;
+    return k < bands.size() ? bands.merges[k] : glue.merges[k - bands.size()];
+  }
+};
+
+// Union-find over the pixels [p0, p0 + count) in ONE int32 array (it fits in the L2 cache at
+// 512x512): uf[x] >= 0 is x's parent; a root stores -(node + 1), the reconstruction node that
+// currently stands for its component. Roots are linked by index (the larger index becomes the
+// root), which needs no size array; path halving keeps the finds short (under one step on average
+// on photos and noise alike).
 class UnionFind {
  public:
-  explicit UnionFind(int64_t n) : uf_(n) {
-    for (int64_t i = 0; i < n; ++i) uf_[i] = -static_cast<int32_t>(i) - 1;
+  UnionFind(int64_t p0, int64_t count) : p0_(p0), uf_(count) {
+    for (int64_t i = 0; i < count; ++i) uf_[i] = -static_cast<int32_t>(p0 + i) - 1;
   }
-  int32_t find(int32_t x) {
-    while (uf_[x] >= 0) {
-      const int32_t p = uf_[x];
-      if (uf_[p] >= 0) uf_[x] = uf_[p];  // path halving
-      x = p;
+  // Root of pixel x (a global pixel id), as a local index.
+  int32_t find(int64_t x) {
+    int32_t i = static_cast<int32_t>(x - p0_);
+    while (uf_[i] >= 0) {
+      const int32_t p = uf_[i];
+      if (uf_[p] >= 0) uf_[i] = uf_[p];  // path halving
+      i = p;
     }
-    return x;
+    return i;
   }
   int32_t node(int32_t root) const { return -uf_[root] - 1; }
+  void prefetch(int64_t x) const { __builtin_prefetch(&uf_[x - p0_]); }
   // Links two distinct roots; the merged component is represented by reconstruction node `node`.
   void link(int32_t a, int32_t b, int32_t node) {
     if (a < b) std::swap(a, b);
@@ -68,178 +110,124 @@ class UnionFind {
   }
 
  private:
+  int64_t p0_;
   Scratch<int32_t> uf_;
 };
 
-// Writes parent links and heights with internal nodes renumbered breadth-first from the root (the
-// root becomes node n). Parents then precede children, siblings sit together and a node's children
-// follow its parent's other children closely, so the channel sweeps walk internal nodes almost
-// sequentially instead of in the random order of creation. `child` holds the two children of each
-// merge in creation order; out.height holds heights in creation order on entry.
-template <typename T>
-void renumber_breadth_first(int64_t n, const int32_t* child, const TreeBuffers<T>& out) {
-  const int64_t m = n - 1;
-  Scratch<int32_t> queue(m);  // creation indices in breadth-first order
-  Scratch<T> created;
-  created.vec().assign(out.height, out.height + m);
-  int64_t head = 0, tail = 0;
-  queue[tail++] = static_cast<int32_t>(m - 1);
-  out.parent[n] = -1;
-  constexpr int64_t kAhead = 16;  // the queue is known ahead: prefetch what those nodes will read
-  while (head < tail) {
-    if (head + kAhead < tail) {
-      const int32_t ahead = queue[head + kAhead];
-      __builtin_prefetch(&child[2 * ahead]);
-      __builtin_prefetch(&created[ahead]);
-    }
-    const int32_t o = queue[head];
-    const int32_t self = static_cast<int32_t>(n + head);
-    out.height[head] = created[o];
-    ++head;
-    for (int k = 0; k < 2; ++k) {
-      const int32_t c = child[2 * o + k];
-      if (c < n) {
-        out.parent[c] = self;
-      } else {
-        out.parent[n + tail] = self;
-        queue[tail++] = static_cast<int32_t>(c - n);
-      }
-    }
-  }
-}
-
-// Writes parent links and heights with internal nodes in reverse creation order (the root becomes
-// node n): one cheap linear pass, parents still precede children, but without the breadth-first
-// locality. Used when only a channel or two will be swept, where the renumbering would not pay.
-template <typename T>
-void renumber_reverse(int64_t n, const int32_t* child, const TreeBuffers<T>& out) {
-  const int64_t m = n - 1;
-  Scratch<T> created;
-  created.vec().assign(out.height, out.height + m);
-  out.parent[n] = -1;
-  for (int64_t o = 0; o < m; ++o) {
-    const int32_t self = static_cast<int32_t>(n + (m - 1 - o));
-    out.height[m - 1 - o] = created[o];
-    for (int k = 0; k < 2; ++k) {
-      const int32_t c = child[2 * o + k];
-      out.parent[c < n ? c : n + (m - 1 - (c - n))] = self;
-    }
-  }
-}
-
-// Kruskal over sorted items; endpoints(id, &u, &v) names each edge. With `require_tree`, every
-// item must merge two components (the candidates are a spanning tree): otherwise
-// std::invalid_argument naming the argument "tree".
+// Kruskal over items sorted by (weight, id) whose endpoints lie in the pixels [p0, p1);
+// endpoints(id, &u, &v) names each edge. Merge m goes to child[2m..2m+1] and merges[m] as node
+// first_node + m (room for p1 - p0 - 1 merges). Returns the number of merges. With
+// `require_tree`, every item must join two components (the items are a given spanning tree):
+// otherwise std::invalid_argument naming the argument "tree".
 template <typename T, typename Endpoints>
-void kruskal_build(int64_t n, std::vector<KeyedId<T>>& items, Endpoints endpoints, bool require_tree,
-                   const TreeBuffers<T>& out, bool breadth_first = true) {
-  {
-    Scratch<KeyedId<T>> tmp;
-    radix_sort(items, tmp.vec());
-  }
-  UnionFind uf(n);
-  Scratch<int32_t> child(2 * (n - 1));
+int64_t band_kruskal(const KeyedId<T>* items, int64_t count, Endpoints endpoints, bool require_tree, int64_t p0,
+                     int64_t p1, int64_t first_node, int32_t* child, KeyedId<T>* merges) {
+  const int64_t most = std::max<int64_t>(0, p1 - p0 - 1);
+  UnionFind uf(p0, p1 - p0);
+  constexpr int64_t kAhead = 16;  // the edge list is known ahead: prefetch where its finds start
   int64_t m = 0;
-  const int64_t count = static_cast<int64_t>(items.size());
-  for (int64_t k = 0; k < count && m < n - 1; ++k) {
+  for (int64_t k = 0; k < count && m < most; ++k) {
+    if (k + kAhead < count) {
+      int64_t pu, pv;
+      endpoints(items[k + kAhead].id(), &pu, &pv);
+      uf.prefetch(pu);
+      uf.prefetch(pv);
+    }
     int64_t u, v;
     endpoints(items[k].id(), &u, &v);
-    const int32_t ru = uf.find(static_cast<int32_t>(u));
-    const int32_t rv = uf.find(static_cast<int32_t>(v));
+    const int32_t ru = uf.find(u);
+    const int32_t rv = uf.find(v);
     if (ru == rv) {
       if (require_tree) throw std::invalid_argument("tree is not a spanning tree of the grid: it contains a cycle");
       continue;
     }
     child[2 * m] = uf.node(ru);
     child[2 * m + 1] = uf.node(rv);
-    uf.link(ru, rv, static_cast<int32_t>(n + m));
-    const T wt = items[k].weight();
-    out.height[m] = wt;
-    if (out.tree_edges) {
-      out.tree_edges[2 * m] = u;
-      out.tree_edges[2 * m + 1] = v;
-    }
-    if (out.tree_weights) out.tree_weights[m] = wt;
+    uf.link(ru, rv, static_cast<int32_t>(first_node + m));
+    merges[m] = items[k];
     ++m;
   }
-  if (m != n - 1) {
-    throw std::invalid_argument("tree is not a spanning tree of the grid: it does not connect all pixels");
+  if (require_tree && m < count) {
+    throw std::invalid_argument("tree is not a spanning tree of the grid: it contains a cycle");
   }
-  if (breadth_first) renumber_breadth_first(n, child.data(), out);
-  else renumber_reverse(n, child.data(), out);
-}
-// Tree build on the full 4-connected grid of a planar guide (f, h, w), weight = squared distance.
-// Candidate order (horizontal edges row by row, then vertical ones) fixes the tie-breaking.
-template <typename T>
-void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const TreeBuffers<T>& out,
-                     bool breadth_first = true) {
-  const int64_t n = h * w;
-  if (n == 1) {
-    out.parent[0] = -1;
-    return;
-  }
-  Scratch<KeyedId<T>> scratch_items;
-  std::vector<KeyedId<T>>& items = scratch_items.vec();
-  items.reserve(static_cast<size_t>(h * (w - 1) + (h - 1) * w));
-  std::vector<T> acc(w);
-  for (int64_t r = 0; r < h; ++r) {  // horizontal: channel by channel over a row (vectorises)
-    std::fill(acc.begin(), acc.end(), T(0));
-    for (int64_t k = 0; k < f; ++k) {
-      const T* row = guide + k * n + r * w;
-      for (int64_t c = 0; c + 1 < w; ++c) {
-        const T d = row[c + 1] - row[c];
-        acc[c] += d * d;
-      }
-    }
-    for (int64_t c = 0; c + 1 < w; ++c) items.push_back(KeyedId<T>::make(acc[c], static_cast<uint32_t>(2 * (r * w + c))));
-  }
-  for (int64_t r = 0; r + 1 < h; ++r) {  // vertical
-    std::fill(acc.begin(), acc.end(), T(0));
-    for (int64_t k = 0; k < f; ++k) {
-      const T* row = guide + k * n + r * w;
-      for (int64_t c = 0; c < w; ++c) {
-        const T d = row[c + w] - row[c];
-        acc[c] += d * d;
-      }
-    }
-    for (int64_t c = 0; c < w; ++c) items.push_back(KeyedId<T>::make(acc[c], static_cast<uint32_t>(2 * (r * w + c) + 1)));
-  }
-  kruskal_build(n, items, [w](uint32_t id, int64_t* u, int64_t* v) {
-    *u = id >> 1;
-    *v = *u + ((id & 1u) ? w : 1);
-  }, false, out, breadth_first);
+  return m;
 }
 
-// Tree build on a given spanning tree (edges (n-1, 2)), weights re-computed from the planar guide.
+// Calls fn(node) for every internal node of the tree, in no particular order.
+template <typename T, typename Fn>
+void for_each_merge(const MergeTree<T>& tree, Fn&& fn) {
+  for (int64_t k = 0; k < tree.bands.size(); ++k) {
+    if (!tree.is_dead(k)) fn(tree.n + k);
+  }
+  for (int64_t g = 0; g < tree.glue.size(); ++g) fn(tree.n + tree.bands.size() + g);
+}
+
+// Writes the edges and weights of the merges in ascending (weight, id) order, when asked. Ids are
+// below `id_bound`.
+template <typename T, typename Endpoints>
+void write_tree_edges(const MergeTree<T>& tree, int64_t id_bound, Endpoints endpoints, const TreeBuffers<T>& out) {
+  using Item = KeyedId<T>;
+  if (!out.tree_edges && !out.tree_weights) return;
+  Scratch<Item> sorted;
+  Buffer<Item>& items = sorted.vec();
+  items.resize(static_cast<size_t>(tree.n - 1));
+  {  // in id order (ids are distinct), then a stable sort by weight
+    Scratch<uint8_t> used(static_cast<size_t>(id_bound), 0);
+    Scratch<Item> by_id;
+    by_id.resize(static_cast<size_t>(id_bound));
+    for_each_merge(tree, [&](int64_t node) {
+      const Item& e = tree.merge(node);
+      used[e.id()] = 1;
+      by_id[e.id()] = e;
+    });
+    int64_t j = 0;
+    for (int64_t id = 0; id < id_bound; ++id) {
+      if (used[id]) items[j++] = by_id[id];
+    }
+    Scratch<Item> tmp;
+    radix_sort(items, tmp);
+  }
+  for (int64_t k = 0; k < tree.n - 1; ++k) {
+    if (out.tree_edges) {
+      int64_t u, v;
+      endpoints(items[k].id(), &u, &v);
+      out.tree_edges[2 * k] = u;
+      out.tree_edges[2 * k + 1] = v;
+    }
+    if (out.tree_weights) out.tree_weights[k] = items[k].weight();
+  }
+}
+
+// Writes parent links and heights with internal nodes renumbered breadth-first from the root (the
+// root becomes node n). Parents then precede children, siblings sit together and a node's children
+// follow its parent's other children closely, so the channel sweeps walk internal nodes almost
+// sequentially instead of in the random order of creation.
 template <typename T>
-void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int64_t* edges,
-                      const TreeBuffers<T>& out, bool breadth_first = true) {
-  const int64_t n = h * w;
-  if (n == 1) {
-    out.parent[0] = -1;
-    return;
-  }
-  Scratch<KeyedId<T>> scratch_items(n - 1);
-  std::vector<KeyedId<T>>& items = scratch_items.vec();
-  for (int64_t e = 0; e < n - 1; ++e) {
-    const int64_t u = edges[2 * e], v = edges[2 * e + 1];
-    if (u < 0 || v < 0 || u >= n || v >= n) {
-      throw std::invalid_argument("tree has an edge (" + std::to_string(u) + ", " + std::to_string(v) +
-                                  ") with a pixel index outside [0, " + std::to_string(n) + ")");
+void renumber_breadth_first(const MergeTree<T>& tree, const TreeBuffers<T>& out) {
+  const int64_t n = tree.n, m = n - 1;
+  Scratch<int32_t> queue;  // node ids in breadth-first order
+  queue.resize(static_cast<size_t>(m));
+  int64_t head = 0, tail = 0;
+  queue[tail++] = static_cast<int32_t>(tree.root());
+  out.parent[n] = -1;
+  constexpr int64_t kAhead = 16;  // the queue is known ahead: prefetch what those nodes will read
+  while (head < tail) {
+    if (head + kAhead < tail) __builtin_prefetch(tree.children(queue[head + kAhead]));
+    const int32_t node = queue[head];
+    const int32_t self = static_cast<int32_t>(n + head);
+    out.height[head] = tree.merge(node).weight();
+    ++head;
+    const int32_t* ch = tree.children(node);
+    for (int k = 0; k < 2; ++k) {
+      const int32_t c = ch[k];
+      if (c < n) {
+        out.parent[c] = self;
+      } else {
+        out.parent[n + tail] = self;
+        queue[tail++] = c;
+      }
     }
-    const int64_t lo = std::min(u, v), hi = std::max(u, v);
-    const bool horizontal = (hi - lo == 1) && (lo / w == hi / w);
-    const bool vertical = (hi - lo == w);
-    if (!horizontal && !vertical) {
-      throw std::invalid_argument("tree has an edge (" + std::to_string(u) + ", " + std::to_string(v) +
-                                  ") between pixels that are not 4-neighbours in the grid");
-    }
-    items[e] = KeyedId<T>::make(squared_distance(guide, f, n, u, v), static_cast<uint32_t>(e));
   }
-  kruskal_build(n, items, [edges](uint32_t e, int64_t* u, int64_t* v) {
-    *u = edges[2 * e];
-    *v = edges[2 * e + 1];
-  }, true, out, breadth_first);
 }
 
 }  // namespace clipapro

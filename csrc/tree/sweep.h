@@ -120,11 +120,10 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
   std::vector<int64_t> starts(blocks + 1, 0);
   for (int64_t b = 0; b < blocks; ++b) starts[b + 1] = starts[b] + base + (b < extra ? 1 : 0);
   parallel_for(workers, workers, [&](int64_t wkr) {
-    std::vector<T>& s = scratch[wkr].vec();
     for (int64_t b = wkr; b < blocks; b += workers) {
       const int64_t cb = starts[b + 1] - starts[b];
-      s.resize((n - 1) * (cb + 1));
-      sweep_block(n, starts[b], cb, x, parent, up.data(), a.data(), opt, s.data(), y);
+      scratch[wkr].resize(static_cast<size_t>((n - 1) * (cb + 1)));
+      sweep_block(n, starts[b], cb, x, parent, up.data(), a.data(), opt, scratch[wkr].data(), y);
     }
   });
 }

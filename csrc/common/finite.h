@@ -1,0 +1,62 @@
+// Finite check of a float buffer, written so that it vectorises: a value is NaN or Inf exactly when
+// its exponent bits are all ones.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/parallel.h"
+
+namespace clipapro {
+
+namespace detail {
+
+template <typename T>
+struct FloatBits;
+template <>
+struct FloatBits<float> {
+  using U = uint32_t;
+  static constexpr U kExp = 0x7f800000u;
+};
+template <>
+struct FloatBits<double> {
+  using U = uint64_t;
+  static constexpr U kExp = 0x7ff0000000000000ull;
+};
+
+template <typename T>
+bool range_finite(const T* p, int64_t n) {
+  using U = typename FloatBits<T>::U;
+  constexpr U kExp = FloatBits<T>::kExp;
+  constexpr int64_t kBlock = 4096;  // check often enough to stop early, rarely enough to vectorise
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = b + kBlock < n ? b + kBlock : n;
+    U bad = 0;
+    for (int64_t i = b; i < e; ++i) {
+      U u;
+      std::memcpy(&u, p + i, sizeof u);
+      bad |= static_cast<U>((u & kExp) == kExp);
+    }
+    if (bad) return false;
+  }
+  return true;
+}
+
+}  // namespace detail
+
+// True when no element of p[0, n) is NaN or Inf; large buffers are split over `threads`.
+template <typename T>
+bool all_finite(const T* p, int64_t n, int threads) {
+  constexpr int64_t kPerThread = int64_t(1) << 20;
+  const int parts = static_cast<int>(n / kPerThread < threads ? (n / kPerThread > 0 ? n / kPerThread : 1) : threads);
+  if (parts <= 1) return detail::range_finite(p, n);
+  bool ok[64];
+  const int used = parts < 64 ? parts : 64;
+  parallel_for(used, used, [&](int64_t k) { ok[k] = detail::range_finite(p + n * k / used, n * (k + 1) / used - n * k / used); });
+  for (int k = 0; k < used; ++k) {
+    if (!ok[k]) return false;
+  }
+  return true;
+}
+
+}  // namespace clipapro

@@ -1,0 +1,129 @@
+// Exact all-pairs tree filter straight on the merge list of a reconstruction tree, for a few
+// channels: no renumbering pass and no parent links.
+//
+// Every node (pixel or merge) gets one slot of `stride` values: the channels, a count (the
+// normaliser's channel of ones) and its affinity a = exp(-height / zeta^2) (1 for pixels), so
+// that a child is handled the same way whether it is a pixel or a merge (a branch there would
+// mispredict half the time). Bottom-up, in list order (children before parents), a merge's slot is
+// the sum of its children's; top-down, in reverse, each merge pushes T(child) = T(self) +
+// (a(child) - a(self)) S(child) into its children, so a pixel's slot ends holding
+// sum_j a(lca(i, j)) x_j. The tree's two independent runs (see MergeTree) go to two threads.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "tree/kruskal.h"
+#include "tree/sweep.h"
+
+namespace clipapro {
+
+// Values per slot for c channels: channels, count, affinity, padded to a multiple of 4.
+inline int64_t list_sweep_stride(int64_t c) { return (c + 2 + 3) / 4 * 4; }
+
+// Few channels go straight over the merge list; more go through the breadth-first layout, whose
+// sweeps stream through memory (worth its renumbering pass once a slot spans a cache line).
+inline bool use_list_sweep(int64_t c) { return c <= 6; }
+
+template <typename T>
+void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, const SweepOptions& opt, int threads,
+                T* y) {
+  using Item = KeyedId<T>;
+  const int64_t n = tree.n;
+  if (n == 1) {
+    for (int64_t k = 0; k < c; ++k) y[k] = opt.include_self ? x[k] : T(0);
+    return;
+  }
+  const int64_t stride = list_sweep_stride(c), cnt = c, aff = c + 1;
+  const int64_t nb = tree.bands.size(), ng = tree.glue.size();
+  Scratch<T> slots_buf;
+  // + a spare slot per run, where dead slots push (zeros with affinity 0: stays bounded)
+  slots_buf.resize(static_cast<size_t>((n + nb + ng + 2) * stride));
+  T* const slots = slots_buf.data();
+  T* const spares = slots + (n + nb + ng) * stride;
+  std::fill(spares, spares + 2 * stride, T(0));
+  const T inv = static_cast<T>(1.0 / (zeta * zeta));
+  const int workers = std::max(1, std::min(threads, 2));
+  // Pixel slots: channels (planar -> slot), count 1, and the pixel's affinity to itself: 1, or 0
+  // to leave it out (then the push yields T(p) - a(p) x_i directly, with no cancellation).
+  const T self_affinity = opt.include_self ? T(1) : T(0);
+  parallel_for(workers, workers, [&](int64_t part) {
+    const int64_t v0 = n * part / workers, v1 = n * (part + 1) / workers;
+    for (int64_t v = v0; v < v1; ++v) {
+      T* s = slots + v * stride;
+      s[cnt] = T(1);
+      s[aff] = self_affinity;
+    }
+    for (int64_t k = 0; k < c; ++k) {
+      const T* xk = x + k * n;
+      for (int64_t v = v0; v < v1; ++v) slots[v * stride + k] = xk[v];
+    }
+  });
+  constexpr int64_t kAhead = 16;  // the child list is known ahead: prefetch the slots it names
+  // Bottom-up over slots [k0, k1) of one slot array whose slot k is node `node0 + k`.
+  auto up = [&](const int32_t* child, const Item* merges, int64_t node0, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      if (k + kAhead < k1) {
+        __builtin_prefetch(slots + child[2 * (k + kAhead)] * stride);
+        __builtin_prefetch(slots + child[2 * (k + kAhead) + 1] * stride);
+      }
+      const T* s0 = slots + child[2 * k] * stride;
+      const T* s1 = slots + child[2 * k + 1] * stride;
+      T* s = slots + (node0 + k) * stride;
+      for (int64_t j = 0; j <= cnt; ++j) s[j] = s0[j] + s1[j];
+      s[aff] = std::exp(-merges[k].weight() * inv);
+    }
+  };
+  // Top-down over slots [k0, k1) in reverse. A dead slot (dead[k] != 0) pushes into `spare`.
+  auto down = [&](const int32_t* child, const uint8_t* dead, int64_t node0, int64_t k0, int64_t k1, T* spare) {
+    for (int64_t k = k1 - 1; k >= k0; --k) {
+      if (k - kAhead >= k0) {
+        __builtin_prefetch(slots + child[2 * (k - kAhead)] * stride, 1);
+        __builtin_prefetch(slots + child[2 * (k - kAhead) + 1] * stride, 1);
+      }
+      const T* s = slots + (node0 + k) * stride;
+      const T a = s[aff];
+      const bool live = !dead || !dead[k];
+      for (int q = 0; q < 2; ++q) {
+        T* sc = live ? slots + child[2 * k + q] * stride : spare;
+        const T d = sc[aff] - a;
+        for (int64_t j = 0; j <= cnt; ++j) sc[j] = s[j] + d * sc[j];
+      }
+    }
+  };
+  const int32_t* const bchild = tree.bands.child.data();
+  const Item* const bmerges = tree.bands.merges.data();
+  const uint8_t* const dead = tree.dead.vec().empty() ? nullptr : tree.dead.data();
+  const int32_t* const gchild = tree.glue.child.data();
+  const Item* const gmerges = tree.glue.merges.data();
+  const int64_t r0 = tree.runs[0], r1 = tree.runs[1];
+  const int run_threads = (workers == 2 && r0 > 0 && r1 > r0) ? 2 : 1;
+  parallel_for(2, run_threads, [&](int64_t part) { part == 0 ? up(bchild, bmerges, n, 0, r0) : up(bchild, bmerges, n, r0, r1); });
+  up(gchild, gmerges, n + nb, 0, ng);
+  {
+    T* root = slots + tree.root() * stride;
+    for (int64_t j = 0; j <= cnt; ++j) root[j] *= root[aff];
+  }
+  down(gchild, nullptr, n + nb, 0, ng, spares);
+  parallel_for(2, run_threads, [&](int64_t part) {
+    part == 0 ? down(bchild, dead, n, 0, r0, spares) : down(bchild, dead, n, r0, r1, spares + stride);
+  });
+  // Pixel slots now hold T(i) = sum_j a(lca(i, j)) x_j, with a(i, i) the self affinity.
+  const T tiny = std::numeric_limits<T>::min();
+  parallel_for(workers, workers, [&](int64_t part) {
+    const int64_t v0 = n * part / workers, v1 = n * (part + 1) / workers;
+    for (int64_t k = 0; k < c; ++k) {
+      T* yk = y + k * n;
+      for (int64_t v = v0; v < v1; ++v) {
+        const T* s = slots + v * stride;
+        yk[v] = opt.normalize ? s[k] / std::max(s[cnt], tiny) : s[k];
+      }
+    }
+  });
+}
+
+}  // namespace clipapro
