@@ -9,9 +9,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
-#include "common/radix_sort.h"
+#include "common/keyed_id.h"
 
 namespace clipapro {
 
@@ -35,7 +36,8 @@ void sort_bucket(KeyedId<T>* a, int64_t len, typename KeyedId<T>::Key lo, int bi
   }
   constexpr int kDigit = 8;
   const int passes = (bits + kDigit - 1) / kDigit;
-  uint32_t hist[8][1 << kDigit] = {};
+  uint32_t hist[8][1 << kDigit];
+  std::memset(hist, 0, sizeof(hist[0]) * static_cast<size_t>(passes));  // only the passes in use
   for (int64_t i = 0; i < len; ++i) {
     const Key k = a[i].key() - lo;
     for (int p = 0; p < passes; ++p) ++hist[p][(k >> (kDigit * p)) & 0xff];

@@ -14,7 +14,7 @@
 
 #include "common/bucket_sort.h"
 #include "common/parallel.h"
-#include "common/radix_sort.h"
+#include "common/keyed_id.h"
 #include "common/scratch.h"
 #include "tree/grid_candidates.h"
 #include "tree/kruskal.h"
@@ -71,7 +71,7 @@ void two_band_tree(int64_t h, int64_t w, Endpoints ends, bool require_tree, Band
   tree.dead.assign(static_cast<size_t>(n - 2), 0);
   tree.runs[0] = s0 - 1;
   tree.runs[1] = n - 2;
-  Buffer<int32_t> tagged[2];
+  Scratch<int32_t> tagged[2];
   Scratch<Item> seam;
   parallel_for(2, 2, [&](int64_t b) {
     Scratch<Item> items, tmp;
@@ -185,8 +185,8 @@ void given_merge_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
 // Writes a reconstruction tree into `out`: breadth-first parent links and heights, and the MST
 // edges and weights when asked.
 template <typename T, typename Endpoints>
-void write_tree(const MergeTree<T>& tree, int64_t id_bound, Endpoints ends, const TreeBuffers<T>& out) {
-  write_tree_edges(tree, id_bound, ends, out);
+void write_tree(const MergeTree<T>& tree, Endpoints ends, const TreeBuffers<T>& out) {
+  write_tree_edges(tree, ends, out);
   renumber_breadth_first(tree, out);
 }
 
@@ -199,7 +199,7 @@ void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const Tree
   }
   MergeTree<T> tree;
   grid_merge_tree(guide, h, w, f, threads, tree);
-  write_tree(tree, 2 * n, GridEndpoints{w}, out);
+  write_tree(tree, GridEndpoints{w}, out);
 }
 
 template <typename T>
@@ -212,7 +212,7 @@ void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
   }
   MergeTree<T> tree;
   given_merge_tree(guide, h, w, f, edges, threads, tree);
-  write_tree(tree, n - 1, ListEndpoints{edges}, out);
+  write_tree(tree, ListEndpoints{edges}, out);
 }
 
 }  // namespace clipapro

@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/radix_sort.h"
+#include "common/keyed_id.h"
 
 namespace clipapro {
 

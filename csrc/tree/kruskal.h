@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "common/radix_sort.h"
+#include "common/keyed_id.h"
 #include "common/scratch.h"
 
 namespace clipapro {
@@ -153,48 +153,35 @@ int64_t band_kruskal(const KeyedId<T>* items, int64_t count, Endpoints endpoints
   return m;
 }
 
-// Calls fn(node) for every internal node of the tree, in no particular order.
-template <typename T, typename Fn>
-void for_each_merge(const MergeTree<T>& tree, Fn&& fn) {
-  for (int64_t k = 0; k < tree.bands.size(); ++k) {
-    if (!tree.is_dead(k)) fn(tree.n + k);
-  }
-  for (int64_t g = 0; g < tree.glue.size(); ++g) fn(tree.n + tree.bands.size() + g);
-}
-
-// Writes the edges and weights of the merges in ascending (weight, id) order, when asked. Ids are
-// below `id_bound`.
+// Writes the edges and weights of the merges in ascending (weight, id) order, when asked. Each run
+// of band slots holds its live merges in that order already, and so do the glue slots: three
+// sorted lists to merge.
 template <typename T, typename Endpoints>
-void write_tree_edges(const MergeTree<T>& tree, int64_t id_bound, Endpoints endpoints, const TreeBuffers<T>& out) {
+void write_tree_edges(const MergeTree<T>& tree, Endpoints endpoints, const TreeBuffers<T>& out) {
   using Item = KeyedId<T>;
   if (!out.tree_edges && !out.tree_weights) return;
-  Scratch<Item> sorted;
-  Buffer<Item>& items = sorted.vec();
-  items.resize(static_cast<size_t>(tree.n - 1));
-  {  // in id order (ids are distinct), then a stable sort by weight
-    Scratch<uint8_t> used(static_cast<size_t>(id_bound), 0);
-    Scratch<Item> by_id;
-    by_id.resize(static_cast<size_t>(id_bound));
-    for_each_merge(tree, [&](int64_t node) {
-      const Item& e = tree.merge(node);
-      used[e.id()] = 1;
-      by_id[e.id()] = e;
-    });
-    int64_t j = 0;
-    for (int64_t id = 0; id < id_bound; ++id) {
-      if (used[id]) items[j++] = by_id[id];
+  auto live_run = [&](int64_t k0, int64_t k1, Scratch<Item>& dst) {
+    dst.reserve(static_cast<size_t>(k1 - k0));
+    for (int64_t k = k0; k < k1; ++k) {
+      if (!tree.is_dead(k)) dst.vec().push_back(tree.bands.merges[k]);
     }
-    Scratch<Item> tmp;
-    radix_sort(items, tmp);
-  }
-  for (int64_t k = 0; k < tree.n - 1; ++k) {
+  };
+  Scratch<Item> a, b, ab, all;
+  live_run(0, tree.runs[0], a);
+  live_run(tree.runs[0], tree.runs[1], b);
+  ab.resize(a.size() + b.size());
+  std::merge(a.vec().begin(), a.vec().end(), b.vec().begin(), b.vec().end(), ab.vec().begin(), Item::before);
+  all.resize(ab.size() + tree.glue.merges.size());
+  std::merge(ab.vec().begin(), ab.vec().end(), tree.glue.merges.vec().begin(), tree.glue.merges.vec().end(),
+             all.vec().begin(), Item::before);
+  for (int64_t k = 0; k < static_cast<int64_t>(all.size()); ++k) {
     if (out.tree_edges) {
       int64_t u, v;
-      endpoints(items[k].id(), &u, &v);
+      endpoints(all[k].id(), &u, &v);
       out.tree_edges[2 * k] = u;
       out.tree_edges[2 * k + 1] = v;
     }
-    if (out.tree_weights) out.tree_weights[k] = items[k].weight();
+    if (out.tree_weights) out.tree_weights[k] = all[k].weight();
   }
 }
 
@@ -205,14 +192,16 @@ void write_tree_edges(const MergeTree<T>& tree, int64_t id_bound, Endpoints endp
 template <typename T>
 void renumber_breadth_first(const MergeTree<T>& tree, const TreeBuffers<T>& out) {
   const int64_t n = tree.n, m = n - 1;
-  Scratch<int32_t> queue;  // node ids in breadth-first order
-  queue.resize(static_cast<size_t>(m));
+  Scratch<int32_t> queue(static_cast<size_t>(m + 1));  // node ids in breadth-first order (+1: see below)
   int64_t head = 0, tail = 0;
   queue[tail++] = static_cast<int32_t>(tree.root());
   out.parent[n] = -1;
   constexpr int64_t kAhead = 16;  // the queue is known ahead: prefetch what those nodes will read
   while (head < tail) {
-    if (head + kAhead < tail) __builtin_prefetch(tree.children(queue[head + kAhead]));
+    if (head + kAhead < tail) {
+      __builtin_prefetch(tree.children(queue[head + kAhead]));
+      __builtin_prefetch(&tree.merge(queue[head + kAhead]));
+    }
     const int32_t node = queue[head];
     const int32_t self = static_cast<int32_t>(n + head);
     out.height[head] = tree.merge(node).weight();

@@ -21,7 +21,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "common/radix_sort.h"
+#include "common/keyed_id.h"
 #include "common/scratch.h"
 #include "tree/kruskal.h"
 
@@ -39,17 +39,22 @@ struct SeamLayout {
 // its unused slots) dead in tree.dead (zeroed beforehand) and lists the tagged ones in creation
 // order.
 template <typename T>
-void split_band(const SeamLayout& lay, int b, int64_t merges, MergeTree<T>& tree, Buffer<int32_t>& tagged) {
+void split_band(const SeamLayout& lay, int b, int64_t merges, MergeTree<T>& tree, Scratch<int32_t>& tagged) {
   const int64_t first = lay.first_slot[b], end = b ? tree.bands.size() : lay.first_slot[1];
   const int32_t* const child = tree.bands.child.data();
   uint8_t* const dead = tree.dead.data();
   tagged.resize(static_cast<size_t>(merges));
   // Branch-free: whether a child is a pixel or a merge is a coin toss the predictor cannot learn.
-  auto touches_seam = [&](int32_t c) -> uint8_t {
-    const bool pixel = c < lay.n;
-    const uint8_t merge_tag = dead[pixel ? first : c - lay.n];
-    const uint8_t pixel_tag = static_cast<uint64_t>(c - lay.seam_lo) < static_cast<uint64_t>(lay.seam_hi - lay.seam_lo);
-    return pixel ? pixel_tag : merge_tag;
+  // Locals: dead[] is bytes, whose stores may alias anything, so fields would be reloaded.
+  const int64_t n = lay.n, seam_lo = lay.seam_lo;
+  const uint64_t seam_len = static_cast<uint64_t>(lay.seam_hi - lay.seam_lo);
+  auto touches_seam = [=](int32_t c) -> uint8_t {
+    const uint8_t pixel = c < n;  // 0 or 1; masks below instead of a select the compiler would branch on
+    const int64_t mask = -static_cast<int64_t>(pixel);
+    const int64_t slot = ((c - n) & ~mask) | (first & mask);  // own first slot for a pixel (read, unused)
+    const uint8_t merge_tag = dead[slot];
+    const uint8_t pixel_tag = static_cast<uint64_t>(c - seam_lo) < seam_len;
+    return static_cast<uint8_t>((pixel_tag & pixel) | (merge_tag & (1 - pixel)));
   };
   int64_t count = 0;
   for (int64_t k = first; k < first + merges; ++k) {
@@ -58,7 +63,7 @@ void split_band(const SeamLayout& lay, int b, int64_t merges, MergeTree<T>& tree
     tagged[count] = static_cast<int32_t>(k);
     count += tag;
   }
-  tagged.resize(static_cast<size_t>(count));
+  tagged.vec().resize(static_cast<size_t>(count));
   int32_t* const unused_child = tree.bands.child.data();
   for (int64_t k = first + merges; k < end; ++k) {  // unused slots: dead, with harmless children
     dead[k] = 1;
@@ -100,7 +105,7 @@ class SeamSets {
 // file comment). With `require_tree`, a refused merge (a cycle) or a missing one raises
 // std::invalid_argument naming "tree".
 template <typename T, typename Endpoints>
-void join_bands(const SeamLayout& lay, const Buffer<int32_t> (&tagged)[2], const Buffer<KeyedId<T>>& seam,
+void join_bands(const SeamLayout& lay, const Scratch<int32_t> (&tagged)[2], const Buffer<KeyedId<T>>& seam,
                 Endpoints endpoints, bool require_tree, MergeTree<T>& tree) {
   using Item = KeyedId<T>;
   const int64_t n = lay.n, slots = tree.bands.size();

@@ -1,8 +1,7 @@
-// Stable LSD radix sort of (float key, uint32 id) items, 8-bit digits, constant digits skipped.
-//
-// Keys are mapped to unsigned integers whose order is the float order (negatives included). A
-// float key and its id pack into one uint64 (key in the high half), so each pass moves 8 bytes per
-// item; a double key travels with its id in a 16-byte item.
+// Sortable (weight, id) items: an edge's weight mapped to an unsigned key whose integer order is the
+// float order (negatives included), and the edge's id. A float key and its id pack into one uint64
+// (key in the high half), so comparing items compares (weight, id) and a radix pass moves 8 bytes
+// per item; a double key travels with its id in a 16-byte item.
 #pragma once
 
 #include <cstdint>
@@ -53,8 +52,6 @@ struct KeyedId<float> {
   static bool before(const KeyedId& a, const KeyedId& b) { return a.packed < b.packed; }
   static KeyedId larger(const KeyedId& a, const KeyedId& b) { return before(a, b) ? b : a; }
   float weight() const { return key_to_float(static_cast<uint32_t>(packed >> 32)); }
-  uint32_t digit(int pass) const { return static_cast<uint32_t>(packed >> (32 + 8 * pass)) & 0xffu; }
-  static constexpr int kPasses = 4;
 };
 
 template <>
@@ -71,35 +68,6 @@ struct KeyedId<double> {
   static bool before(const KeyedId& a, const KeyedId& b) { return a.key_ < b.key_ || (a.key_ == b.key_ && a.id_ < b.id_); }
   static KeyedId larger(const KeyedId& a, const KeyedId& b) { return before(a, b) ? b : a; }
   double weight() const { return key_to_float(key_); }
-  uint32_t digit(int pass) const { return static_cast<uint32_t>(key_ >> (8 * pass)) & 0xffu; }
-  static constexpr int kPasses = 8;
 };
-
-// Sorts items by key, stably (ties keep their input order). `tmp` is scratch of the same size.
-template <typename T>
-void radix_sort(Buffer<KeyedId<T>>& items, Scratch<KeyedId<T>>& scratch) {
-  using Item = KeyedId<T>;
-  constexpr int kPasses = Item::kPasses;
-  const size_t n = items.size();
-  scratch.resize(n);
-  Buffer<Item>& tmp = scratch.vec();
-  std::vector<uint32_t> hist(static_cast<size_t>(kPasses) * 256, 0);
-  for (size_t i = 0; i < n; ++i) {
-    for (int p = 0; p < kPasses; ++p) ++hist[p * 256 + items[i].digit(p)];
-  }
-  for (int p = 0; p < kPasses; ++p) {
-    uint32_t* h = &hist[static_cast<size_t>(p) * 256];
-    bool constant = false;
-    for (int b = 0; b < 256; ++b) {
-      if (h[b] == n) { constant = true; break; }
-      if (h[b]) break;
-    }
-    if (constant) continue;
-    uint32_t sum = 0;
-    for (int b = 0; b < 256; ++b) { const uint32_t c = h[b]; h[b] = sum; sum += c; }
-    for (size_t i = 0; i < n; ++i) tmp[h[items[i].digit(p)]++] = items[i];
-    items.swap(tmp);
-  }
-}
 
 }  // namespace clipapro
