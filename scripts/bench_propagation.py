@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="sizes 128 and 512 only")
     ap.add_argument("--with-4096", action="store_true", help="add one 4096x4096, C=21 run (GP and LP)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the baselines (a) and (b)")
+    ap.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: torch's count)")
     ap.add_argument("--json", default=None, help="also write the JSON here")
     ap.add_argument("--_memory", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -150,6 +151,8 @@ def main(argv=None) -> int:
         values, image = _inputs(size, c)
         print(_peak_in_this_process(_ops(values, image)[op]))
         return 0
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     sizes = [128, 512] if args.quick else args.sizes
     if not _ext.has_ext():
         print("warning: compiled core missing, timing the pure-torch twins", file=sys.stderr)
@@ -165,6 +168,7 @@ def main(argv=None) -> int:
     if args.with_4096:
         rows.append(run(4096, 21, 1, False))
         _print_row(rows[-1], header=False)
+    _print_reference(rows)
     result = {"device": "cpu", "threads": _ext.num_threads(), "rows": rows}
     print(json.dumps(result))
     if args.json:
@@ -172,6 +176,23 @@ def main(argv=None) -> int:
 
         write_json_atomic(args.json, result)
     return 0
+
+
+# Medians of the APro authors' own CPU kernels at 512 x 512, measured on this project's machine and
+# given in issue #3 (their Boruvka MST + union-find GP with channels as batch items; their F.unfold
+# LP, 20 iterations, k=5). This script cannot run their code; it prints our ratio to those figures.
+AUTHORS_512_MS = {("gp", 21): 1030.0, ("gp", 1): 115.0, ("lp", 21): 17400.0, ("lp", 1): 285.0}
+
+
+def _print_reference(rows) -> None:
+    for r in rows:
+        if r["size"] != 512:
+            continue
+        for op in ("gp", "lp"):
+            ref = AUTHORS_512_MS.get((op, r["C"]))
+            if ref is not None:
+                print(f"# 512^2 C={r['C']} {op.upper()}: {r[op + '_ms']:.1f} ms; the authors' kernel in issue #3: "
+                      f"{ref:.0f} ms -> {ref / r[op + '_ms']:.1f}x")
 
 
 def _fmt(v, spec):
