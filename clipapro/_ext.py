@@ -3,6 +3,7 @@
 Importing clipapro never fails when the extension is missing (for example a source checkout that was
 never built): :func:`get_ext` then returns ``None`` after one warning, and every op falls back to its
 pure-torch twin. Set ``CLIPAPRO_FORCE_TORCH=1`` to use the twins even when the extension is built.
+``CLIPAPRO_NUM_THREADS`` and ``CLIPAPRO_BAND_PIXELS`` tune the kernels (see the functions below).
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def get_ext():
 def has_ext() -> bool:
     """True when the compiled core is loaded and used."""
     return get_ext() is not None
+
+
+def band_pixels() -> int:
+    """Most pixels per band of a tree build (``CLIPAPRO_BAND_PIXELS``; 0 = the kernel's default).
+
+    A tuning and test hook: small bands make the band-join path run on small images."""
+    env = os.environ.get("CLIPAPRO_BAND_PIXELS")
+    return max(0, int(env)) if env else 0
 
 
 def num_threads() -> int:

@@ -68,7 +68,8 @@ void require_size(int64_t h, int64_t w) {
 }
 
 template <typename T>
-py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges, int threads) {
+py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges, int threads,
+                     int64_t band_pixels) {
   require(guide.ndim() == 3 && guide.shape(2) == h * w, "guide must be planar (B, F, H*W)");
   require_size(h, w);
   const int64_t b = guide.shape(0), n = h * w, f = guide.shape(1);
@@ -88,8 +89,9 @@ py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64
     py::gil_scoped_release release;
     over_batch(b, threads, [&](int64_t i, int inner) {
       TreeBuffers<T> out{pp + i * (2 * n - 1), hp + i * (n - 1), ep + i * (n - 1) * 2, wp + i * (n - 1)};
-      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, out, inner);
-      else build_grid_tree(g + i * n * f, h, w, f, out, inner);
+      const BuildOptions opt{inner, band_pixels};
+      if (e) build_given_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, out, opt);
+      else build_grid_tree(g + i * n * f, h, w, f, out, opt);
     });
   }
   return py::make_tuple(parent, height, tree_edges, tree_weights);
@@ -97,7 +99,7 @@ py::tuple build_tree(Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64
 
 template <typename T>
 Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optional<Arr<int64_t>> edges,
-                   double zeta, bool normalize, bool include_self, int threads) {
+                   double zeta, bool normalize, bool include_self, int threads, int64_t band_pixels) {
   require(values.ndim() == 3 && values.shape(2) == h * w, "values must be planar (B, C, H*W)");
   require(guide.ndim() == 3 && guide.shape(0) == values.shape(0) && guide.shape(2) == h * w,
           "guide must be planar (B, F, H*W)");
@@ -121,8 +123,9 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
         return;
       }
       MergeTree<T> tree;
-      if (e) given_merge_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, inner, tree);
-      else grid_merge_tree(g + i * n * f, h, w, f, inner, tree);
+      const BuildOptions bopt{inner, band_pixels};
+      if (e) given_merge_tree(g + i * n * f, h, w, f, e + i * (n - 1) * 2, bopt, tree);
+      else grid_merge_tree(g + i * n * f, h, w, f, bopt, tree);
       if (use_list_sweep(c)) {
         list_sweep(tree, c, xi, zeta, opt, inner, yi);
         return;
@@ -194,10 +197,11 @@ template <typename T>
 void define(py::module_& m) {
   m.def("all_finite", &finite<T>, py::arg("array"), py::arg("threads") = 1, "True when no element is NaN or Inf.");
   m.def("build_tree", &build_tree<T>, py::arg("guide"), py::arg("height"), py::arg("width"), py::arg("edges"),
-        py::arg("threads"),
+        py::arg("threads"), py::arg("band_pixels") = 0,
         "Kruskal reconstruction tree of a grid (or of given tree edges): (parent, height, edges, weights).");
   m.def("tree_filter", &tree_filter<T>, py::arg("values"), py::arg("guide"), py::arg("height"), py::arg("width"),
         py::arg("edges"), py::arg("zeta"), py::arg("normalize"), py::arg("include_self"), py::arg("threads"),
+        py::arg("band_pixels") = 0,
         "Fused tree build + exact global propagation; planar values (B, C, N) and guide (B, F, N).");
   m.def("tree_sweep", &sweep<T>, py::arg("values"), py::arg("parent"), py::arg("height"), py::arg("zeta"),
         py::arg("normalize"), py::arg("include_self"), py::arg("threads"),

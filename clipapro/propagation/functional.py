@@ -100,7 +100,7 @@ def kruskal_tree(guide: torch.Tensor, tree: torch.Tensor | None = None) -> Krusk
     ext = _ext.get_ext()
     if ext is not None:
         parent, height, t_edges, t_w = ext.build_tree(
-            g.numpy(), h, w, None if edges is None else edges.numpy(), _ext.num_threads())
+            g.numpy(), h, w, None if edges is None else edges.numpy(), _ext.num_threads(), _ext.band_pixels())
         return KruskalTree(torch.from_numpy(parent), torch.from_numpy(height), torch.from_numpy(t_edges),
                            torch.from_numpy(t_w), (h, w))
     parents, heights, tes, tws = [], [], [], []
@@ -207,7 +207,7 @@ def tree_filter(values: torch.Tensor, guide, *, zeta: float, tree: torch.Tensor 
         return _sweep(values, kruskal_tree(guide, tree), zeta, normalize, include_self)
     y = ext.tree_filter(_planar(values).numpy(), _planar(guide).numpy(), h, w,
                         None if edges is None else edges.numpy(), zeta, bool(normalize), bool(include_self),
-                        _ext.num_threads())
+                        _ext.num_threads(), _ext.band_pixels())
     return torch.from_numpy(y).view(b, c, h, w).to(values.device)
 
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/keyed_id.h"
+#include "common/kway_merge.h"
 #include "common/scratch.h"
 
 namespace clipapro {
@@ -55,19 +56,20 @@ struct MergeSlots {
 };
 
 // A reconstruction tree of n pixels as built. Band slot k is node n+k, glue slot g is node
-// n + bands.size() + g. Band slots [0, runs[0]) and [runs[0], runs[1]) are two runs of merges that
-// are independent of each other (children before parents within each); glue slots come after both,
-// in an order where children come before parents, the root last. A band slot marked dead holds no
-// merge (its children are pixel 0, harmless to read): a sweep may run the two runs on two threads
-// and skip dead slots. A tree built in one piece is one run with no glue and no dead slot.
+// n + bands.size() + g. The band slots form runs, [0, run_end[0]), [run_end[0], run_end[1]), ...,
+// of merges independent of each other's (children before parents within each run); the glue slots
+// come after all of them, children before parents, the root last. A band slot marked dead holds no
+// merge (its children are harmless to read): a sweep may give runs to different threads and skip
+// dead slots. A tree built in one piece is one run with no glue and no dead slot.
 template <typename T>
 struct MergeTree {
   int64_t n = 0;
   MergeSlots<T> bands;
   Scratch<uint8_t> dead;  // per band slot; empty when none is
-  int64_t runs[2] = {0, 0};
+  std::vector<int64_t> run_end;
   MergeSlots<T> glue;
   bool is_dead(int64_t k) const { return !dead.vec().empty() && dead[k]; }
+  int64_t run_begin(size_t r) const { return r == 0 ? 0 : run_end[r - 1]; }
   int64_t root() const { return n + bands.size() + glue.size() - 1; }
   // Children of internal node `node`.
   const int32_t* children(int64_t node) const {
@@ -154,34 +156,35 @@ int64_t band_kruskal(const KeyedId<T>* items, int64_t count, Endpoints endpoints
 }
 
 // Writes the edges and weights of the merges in ascending (weight, id) order, when asked. Each run
-// of band slots holds its live merges in that order already, and so do the glue slots: three
-// sorted lists to merge.
+// of band slots holds its live merges in that order already, and so do the glue slots: sorted
+// lists to merge.
 template <typename T, typename Endpoints>
 void write_tree_edges(const MergeTree<T>& tree, Endpoints endpoints, const TreeBuffers<T>& out) {
   using Item = KeyedId<T>;
   if (!out.tree_edges && !out.tree_weights) return;
-  auto live_run = [&](int64_t k0, int64_t k1, Scratch<Item>& dst) {
-    dst.reserve(static_cast<size_t>(k1 - k0));
-    for (int64_t k = k0; k < k1; ++k) {
-      if (!tree.is_dead(k)) dst.vec().push_back(tree.bands.merges[k]);
-    }
+  const int runs = static_cast<int>(tree.run_end.size());
+  std::vector<int64_t> pos(runs + 1);  // next slot of each run; the glue is source `runs`
+  auto next = [&](int r) -> const Item* {  // the source's next merge, or null
+    if (r == runs) return pos[r] < tree.glue.size() ? &tree.glue.merges[pos[r]++] : nullptr;
+    while (pos[r] < tree.run_end[r] && tree.is_dead(pos[r])) ++pos[r];
+    return pos[r] < tree.run_end[r] ? &tree.bands.merges[pos[r]++] : nullptr;
   };
-  Scratch<Item> a, b, ab, all;
-  live_run(0, tree.runs[0], a);
-  live_run(tree.runs[0], tree.runs[1], b);
-  ab.resize(a.size() + b.size());
-  std::merge(a.vec().begin(), a.vec().end(), b.vec().begin(), b.vec().end(), ab.vec().begin(), Item::before);
-  all.resize(ab.size() + tree.glue.merges.size());
-  std::merge(ab.vec().begin(), ab.vec().end(), tree.glue.merges.vec().begin(), tree.glue.merges.vec().end(),
-             all.vec().begin(), Item::before);
-  for (int64_t k = 0; k < static_cast<int64_t>(all.size()); ++k) {
+  KWayMerge<Item> heads(static_cast<size_t>(runs + 1));
+  for (int r = 0; r <= runs; ++r) {
+    pos[r] = r < runs ? tree.run_begin(r) : 0;
+    if (const Item* e = next(r)) heads.add(*e, r);
+  }
+  for (int64_t k = 0; !heads.empty(); ++k) {
+    const Item e = heads.top();
+    if (const Item* nx = next(heads.top_source())) heads.replace_top(*nx);
+    else heads.pop();
     if (out.tree_edges) {
       int64_t u, v;
-      endpoints(all[k].id(), &u, &v);
+      endpoints(e.id(), &u, &v);
       out.tree_edges[2 * k] = u;
       out.tree_edges[2 * k + 1] = v;
     }
-    if (out.tree_weights) out.tree_weights[k] = all[k].weight();
+    if (out.tree_weights) out.tree_weights[k] = e.weight();
   }
 }
 

@@ -7,7 +7,7 @@
 // mispredict half the time). Bottom-up, in list order (children before parents), a merge's slot is
 // the sum of its children's; top-down, in reverse, each merge pushes T(child) = T(self) +
 // (a(child) - a(self)) S(child) into its children, so a pixel's slot ends holding
-// sum_j a(lca(i, j)) x_j. The tree's two independent runs (see MergeTree) go to two threads.
+// sum_j a(lca(i, j)) x_j. The tree's independent runs (see MergeTree) go to different threads.
 #pragma once
 
 #include <algorithm>
@@ -40,14 +40,14 @@ void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, co
   }
   const int64_t stride = list_sweep_stride(c), cnt = c, aff = c + 1;
   const int64_t nb = tree.bands.size(), ng = tree.glue.size();
-  Scratch<T> slots_buf;
+  const int runs = static_cast<int>(tree.run_end.size());
   // + a spare slot per run, where dead slots push (zeros with affinity 0: stays bounded)
-  slots_buf.resize(static_cast<size_t>((n + nb + ng + 2) * stride));
+  Scratch<T> slots_buf(static_cast<size_t>((n + nb + ng + runs) * stride));
   T* const slots = slots_buf.data();
   T* const spares = slots + (n + nb + ng) * stride;
-  std::fill(spares, spares + 2 * stride, T(0));
+  std::fill(spares, spares + runs * stride, T(0));
   const T inv = static_cast<T>(1.0 / (zeta * zeta));
-  const int workers = std::max(1, std::min(threads, 2));
+  const int workers = n >= (int64_t(1) << 16) ? std::max(1, threads) : 1;  // for the pixel passes
   // Pixel slots: channels (planar -> slot), count 1, and the pixel's affinity to itself: 1, or 0
   // to leave it out (then the push yields T(p) - a(p) x_i directly, with no cancellation).
   const T self_affinity = opt.include_self ? T(1) : T(0);
@@ -100,17 +100,17 @@ void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, co
   const uint8_t* const dead = tree.dead.vec().empty() ? nullptr : tree.dead.data();
   const int32_t* const gchild = tree.glue.child.data();
   const Item* const gmerges = tree.glue.merges.data();
-  const int64_t r0 = tree.runs[0], r1 = tree.runs[1];
-  const int run_threads = (workers == 2 && r0 > 0 && r1 > r0) ? 2 : 1;
-  parallel_for(2, run_threads, [&](int64_t part) { part == 0 ? up(bchild, bmerges, n, 0, r0) : up(bchild, bmerges, n, r0, r1); });
+  // Runs are independent of each other: up the runs in parallel, up the glue; down the glue, down
+  // the runs in parallel.
+  parallel_for(runs, threads, [&](int64_t r) { up(bchild, bmerges, n, tree.run_begin(r), tree.run_end[r]); });
   up(gchild, gmerges, n + nb, 0, ng);
   {
     T* root = slots + tree.root() * stride;
     for (int64_t j = 0; j <= cnt; ++j) root[j] *= root[aff];
   }
   down(gchild, nullptr, n + nb, 0, ng, spares);
-  parallel_for(2, run_threads, [&](int64_t part) {
-    part == 0 ? down(bchild, dead, n, 0, r0, spares) : down(bchild, dead, n, r0, r1, spares + stride);
+  parallel_for(runs, threads, [&](int64_t r) {
+    down(bchild, dead, n, tree.run_begin(r), tree.run_end[r], spares + r * stride);
   });
   // Pixel slots now hold T(i) = sum_j a(lca(i, j)) x_j, with a(i, i) the self affinity.
   const T tiny = std::numeric_limits<T>::min();

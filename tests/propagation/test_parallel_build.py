@@ -1,18 +1,23 @@
-"""The two-band tree build (two threads, images of 2^14 pixels or more) and the two sweeps.
+"""The banded tree build and the two sweeps.
 
-With two threads the compiled core cuts the image into two bands, builds each band's tree on its
-own thread and joins them along the seam; with one thread it runs one Kruskal over the whole grid.
-Both must give the same tree, merge for merge, and the same filter output, bit for bit. Few
-channels are swept straight over the merge list, more over the breadth-first layout: both must
-agree with each other and with the prebuilt-tree path.
+With two threads (images of 2^14 pixels or more), or on large images, the compiled core cuts the
+image into bands of rows, builds each band's tree on its own and joins them along the seams; small
+images on one thread get one Kruskal over the whole grid. Both must give the same tree, merge for
+merge, and the same filter output, bit for bit. CLIPAPRO_BAND_PIXELS makes the bands small, so
+that many-band joins run on grids small enough for the brute-force reference. Few channels are
+swept straight over the merge list, more over the breadth-first layout: both must agree with each
+other and with the prebuilt-tree path.
 """
 
 import numpy as np
 import pytest
 import torch
 
+import clipapro
 from clipapro import _ext
 from clipapro.propagation import kruskal_tree, tree_filter
+
+from ._reference import brute_tree_filter
 
 pytestmark = pytest.mark.skipif(not _ext.has_ext(), reason="compiled core not built")
 
@@ -116,3 +121,51 @@ def test_bad_given_tree_in_two_bands(monkeypatch):
     twice[0, inside] = edges[0, crossing]
     with pytest.raises(ValueError, match="tree is not a spanning tree"):
         tree_filter(values, guide, zeta=0.1, tree=twice)
+
+
+@pytest.mark.parametrize("band_pixels", [6, 20, 50])
+def test_many_bands_match_bruteforce(monkeypatch, band_pixels):
+    monkeypatch.setenv("CLIPAPRO_BAND_PIXELS", str(band_pixels))
+    rng = np.random.default_rng(band_pixels)
+    for _ in range(70):
+        h, w = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+        f = int(rng.choice([1, 3]))
+        guide = rng.integers(0, 3, size=(f, h, w)) * 0.25 if rng.random() < 0.3 else rng.random((f, h, w))
+        values = rng.random((int(rng.choice([1, 2, 7])), h, w))
+        zeta = float(rng.uniform(0.05, 1.0))
+        normalize, include_self = bool(rng.random() < 0.7), bool(rng.random() < 0.7)
+        for threads in (1, 2):
+            monkeypatch.setenv("CLIPAPRO_NUM_THREADS", str(threads))
+            got = tree_filter(torch.from_numpy(values)[None], torch.from_numpy(guide)[None], zeta=zeta,
+                              normalize=normalize, include_self=include_self)[0].numpy()
+            ref = brute_tree_filter(values, guide, zeta, normalize=normalize, include_self=include_self)
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+
+
+def test_many_bands_build_the_twins_tree(monkeypatch):
+    guide = torch.from_numpy(np.random.default_rng(9).integers(0, 3, size=(2, 3, 23, 19)) / 2.0)  # ties
+    monkeypatch.setenv("CLIPAPRO_BAND_PIXELS", "40")  # 11 bands of two or three rows
+    compiled = kruskal_tree(guide)
+    edges, weights = clipapro.grid_mst(guide)
+    assert torch.equal(edges, compiled.edges) and torch.equal(weights, compiled.edge_weights)
+    monkeypatch.setitem(_ext._STATE, "ext", None)
+    twin = kruskal_tree(guide)
+    assert torch.equal(twin.parent.to(torch.int32), compiled.parent) and torch.equal(twin.edges, compiled.edges)
+    torch.testing.assert_close(twin.height, compiled.height, rtol=0, atol=0)
+
+
+def test_many_bands_given_tree(monkeypatch):
+    rng = np.random.default_rng(10)
+    image, label = torch.from_numpy(rng.random((1, 3, 20, 17))), torch.from_numpy(rng.random((1, 2, 20, 17)))
+    values = torch.from_numpy(rng.random((1, 3, 20, 17)))
+    edges = kruskal_tree(image).edges
+    ref = brute_tree_filter(values[0].numpy(), label[0].numpy(), 0.4, tree_edges=[tuple(e) for e in edges[0].tolist()])
+    monkeypatch.setenv("CLIPAPRO_BAND_PIXELS", "34")
+    for threads in (1, 2):
+        monkeypatch.setenv("CLIPAPRO_NUM_THREADS", str(threads))
+        got = tree_filter(values, label, zeta=0.4, tree=edges)[0].numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+    cycle = edges.clone()
+    cycle[0, 5] = cycle[0, 6]
+    with pytest.raises(ValueError, match="tree is not a spanning tree"):
+        tree_filter(values, label, zeta=0.4, tree=cycle)
