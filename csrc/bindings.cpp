@@ -134,7 +134,7 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
       Scratch<T> height;
       parent.resize(static_cast<size_t>(2 * n - 1));
       height.resize(static_cast<size_t>(n - 1));
-      renumber_breadth_first(tree, TreeBuffers<T>{parent.data(), height.data(), nullptr, nullptr});
+      renumber_breadth_first(tree, TreeBuffers<T>{parent.data(), height.data(), nullptr, nullptr}, inner);
       tree_sweep(n, c, xi, parent.data(), height.data(), zeta, opt, inner, yi);
     });
   }

@@ -215,9 +215,9 @@ void given_merge_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
 // Writes a reconstruction tree into `out`: breadth-first parent links and heights, and the MST
 // edges and weights when asked.
 template <typename T, typename Endpoints>
-void write_tree(const MergeTree<T>& tree, Endpoints ends, const TreeBuffers<T>& out) {
+void write_tree(const MergeTree<T>& tree, Endpoints ends, const TreeBuffers<T>& out, int threads) {
   write_tree_edges(tree, ends, out);
-  renumber_breadth_first(tree, out);
+  renumber_breadth_first(tree, out, threads);
 }
 
 template <typename T>
@@ -230,7 +230,7 @@ void build_grid_tree(const T* guide, int64_t h, int64_t w, int64_t f, const Tree
   }
   MergeTree<T> tree;
   grid_merge_tree(guide, h, w, f, opt, tree);
-  write_tree(tree, GridEndpoints{w}, out);
+  write_tree(tree, GridEndpoints{w}, out, opt.threads);
 }
 
 template <typename T>
@@ -243,7 +243,7 @@ void build_given_tree(const T* guide, int64_t h, int64_t w, int64_t f, const int
   }
   MergeTree<T> tree;
   given_merge_tree(guide, h, w, f, edges, opt, tree);
-  write_tree(tree, ListEndpoints{edges}, out);
+  write_tree(tree, ListEndpoints{edges}, out, opt.threads);
 }
 
 }  // namespace clipapro

@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/keyed_id.h"
 #include "common/kway_merge.h"
+#include "common/parallel.h"
 #include "common/scratch.h"
 
 namespace clipapro {
@@ -188,38 +190,75 @@ void write_tree_edges(const MergeTree<T>& tree, Endpoints endpoints, const TreeB
   }
 }
 
-// Writes parent links and heights with internal nodes renumbered breadth-first from the root (the
-// root becomes node n). Parents then precede children, siblings sit together and a node's children
-// follow its parent's other children closely, so the channel sweeps walk internal nodes almost
-// sequentially instead of in the random order of creation.
+// Writes parent links and heights with internal nodes renumbered breadth-first (the root becomes
+// node n), so that parents precede children, siblings sit together and a node's children follow
+// its parent's other children closely: the channel sweeps then walk internal nodes almost
+// sequentially instead of in the random order of creation. The glue comes first, breadth-first from
+// the root; then each run, breadth-first from the run's nodes whose parent is in the glue. A run
+// stays within its band's slice of memory, and the runs are numbered on `threads` threads.
 template <typename T>
-void renumber_breadth_first(const MergeTree<T>& tree, const TreeBuffers<T>& out) {
-  const int64_t n = tree.n, m = n - 1;
-  Scratch<int32_t> queue(static_cast<size_t>(m + 1));  // node ids in breadth-first order (+1: see below)
-  int64_t head = 0, tail = 0;
-  queue[tail++] = static_cast<int32_t>(tree.root());
-  out.parent[n] = -1;
-  constexpr int64_t kAhead = 16;  // the queue is known ahead: prefetch what those nodes will read
-  while (head < tail) {
-    if (head + kAhead < tail) {
-      __builtin_prefetch(tree.children(queue[head + kAhead]));
-      __builtin_prefetch(&tree.merge(queue[head + kAhead]));
-    }
-    const int32_t node = queue[head];
-    const int32_t self = static_cast<int32_t>(n + head);
-    out.height[head] = tree.merge(node).weight();
-    ++head;
-    const int32_t* ch = tree.children(node);
-    for (int k = 0; k < 2; ++k) {
-      const int32_t c = ch[k];
-      if (c < n) {
-        out.parent[c] = self;
-      } else {
-        out.parent[n + tail] = self;
-        queue[tail++] = c;
+void renumber_breadth_first(const MergeTree<T>& tree, const TreeBuffers<T>& out, int threads) {
+  const int64_t n = tree.n, nb = tree.bands.size();
+  const int runs = static_cast<int>(tree.run_end.size());
+  constexpr int64_t kAhead = 16;  // a queue is known ahead: prefetch what those nodes will read
+  // Breadth-first from the nodes queue[0..tail) (numbered first, first + 1, ...): pixels get their
+  // parent link, merges accepted by `take` join the queue, the others are handed to `hand_off`.
+  auto walk = [&](int32_t* queue, int64_t tail, int64_t first, auto take, auto hand_off) {
+    for (int64_t head = 0; head < tail; ++head) {
+      if (head + kAhead < tail) {
+        __builtin_prefetch(tree.children(queue[head + kAhead]));
+        __builtin_prefetch(&tree.merge(queue[head + kAhead]));
+      }
+      const int32_t node = queue[head];
+      const int32_t self = static_cast<int32_t>(n + first + head);
+      out.height[first + head] = tree.merge(node).weight();
+      const int32_t* ch = tree.children(node);
+      for (int k = 0; k < 2; ++k) {
+        const int32_t c = ch[k];
+        if (c < n) {
+          out.parent[c] = self;
+        } else if (take(c)) {
+          out.parent[n + first + tail] = self;
+          queue[tail++] = c;
+        } else {
+          hand_off(c, self);
+        }
       }
     }
+    return tail;
+  };
+  auto run_of = [&](int32_t node) {  // the run holding band slot node - n
+    return static_cast<int>(std::upper_bound(tree.run_end.begin(), tree.run_end.end(), node - n) - tree.run_end.begin());
+  };
+  // Each run's roots, in the order the glue walk meets them, with their parents' numbers.
+  std::vector<std::vector<std::pair<int32_t, int32_t>>> roots(static_cast<size_t>(runs));
+  const int64_t glue = tree.glue.size();
+  out.parent[n] = -1;
+  if (glue > 0) {
+    Scratch<int32_t> queue(static_cast<size_t>(glue));
+    queue[0] = static_cast<int32_t>(tree.root());
+    walk(queue.data(), 1, 0, [&](int32_t c) { return c - n >= nb; },
+         [&](int32_t c, int32_t parent) { roots[run_of(c)].push_back({c, parent}); });
+  } else {
+    roots[run_of(static_cast<int32_t>(tree.root()))].push_back({static_cast<int32_t>(tree.root()), -1});
   }
+  // Where each run's numbers start: after the glue and the runs before it.
+  std::vector<int64_t> first(static_cast<size_t>(runs) + 1, glue);
+  parallel_for(runs, threads, [&](int64_t r) {
+    int64_t live = 0;
+    for (int64_t k = tree.run_begin(r); k < tree.run_end[r]; ++k) live += tree.is_dead(k) ? 0 : 1;
+    first[r + 1] = live;
+  });
+  for (int r = 0; r < runs; ++r) first[r + 1] += first[r];
+  parallel_for(runs, threads, [&](int64_t r) {
+    Scratch<int32_t> queue(static_cast<size_t>(first[r + 1] - first[r]));
+    int64_t tail = 0;
+    for (const auto& [node, parent] : roots[r]) {
+      out.parent[n + first[r] + tail] = parent;
+      queue[tail++] = node;
+    }
+    walk(queue.data(), tail, first[r], [](int32_t) { return true; }, [](int32_t, int32_t) {});
+  });
 }
 
 }  // namespace clipapro

@@ -115,3 +115,39 @@ def loop_local_filter(values: np.ndarray, image: np.ndarray, k: int, dilation: i
             new[:, i, j] /= z
         y = new
     return y
+
+
+def canonical_tree(parent, height, n: int):
+    """A reconstruction tree in one canonical numbering, to compare trees laid out differently.
+
+    parent: (2N-1,) ints, internal nodes N..2N-2 with parents before children, root parent -1;
+    height: (N-1,). Internal nodes are renumbered breadth-first from the root, each node's children
+    ordered by the smallest pixel below them. Returns (parent, height) as lists.
+    """
+    parent = [int(p) for p in parent]
+    height = [float(x) for x in height]
+    m = len(parent)
+    low = list(range(n)) + [m] * (m - n)  # smallest pixel below each node
+    for v in list(range(n)) + list(range(m - 1, n - 1, -1)):  # pixels, then merges from the bottom up
+        p = parent[v]
+        if p >= 0:
+            low[p] = min(low[p], low[v])
+    children = [[] for _ in range(m)]
+    for v in range(m):
+        if parent[v] >= 0:
+            children[parent[v]].append(v)
+    new_parent, new_height = [-1] * m, []
+    order = [parent.index(-1)]
+    head = 0
+    while head < len(order):
+        v = order[head]
+        me = n + head
+        new_height.append(height[v - n])
+        head += 1
+        for c in sorted(children[v], key=lambda c: low[c]):
+            if c < n:
+                new_parent[c] = me
+            else:
+                new_parent[n + len(order)] = me
+                order.append(c)
+    return new_parent, new_height
