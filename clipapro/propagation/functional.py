@@ -36,7 +36,10 @@ class KruskalTree:
     Attributes:
         parent: (B, 2N-1) int32, parent of each node: pixels are nodes 0..N-1, the N-1 merges are
             nodes N..2N-2 numbered breadth-first from the root (node N, parent -1), so parents
-            precede children and the sweeps run nearly sequentially in memory.
+            precede children and the sweeps run nearly sequentially in memory. A tree built in
+            bands (two threads, or a large image) numbers the merges that join bands first and
+            then each band's own merges breadth-first: the same tree, in an order that keeps a
+            band's nodes together.
         height: (B, N-1), the weight of each merge node (a node is never lower than its children);
             the largest edge on the tree path between two pixels is the height of their lowest
             common ancestor.
