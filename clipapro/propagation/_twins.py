@@ -39,9 +39,10 @@ def kruskal(num_nodes: int, edges: torch.Tensor, weights: torch.Tensor):
 
     Returns ``(parent, height, tree_edges, tree_weights)``: ``parent`` (2N-1,) int64, the parent of
     every node of the reconstruction tree (leaves 0..N-1; internal nodes N..2N-2 numbered
-    breadth-first from the root N, whose parent is -1, exactly as the compiled kernel numbers
-    a tree it builds in one piece); ``height`` (N-1,) the weight of each internal node in that order; ``tree_edges`` (M, 2)
-    and ``tree_weights`` (M,) the merging edges in ascending order (M = N-1 when they connect).
+    breadth-first from the root N, whose parent is -1, exactly as the compiled kernel numbers a tree
+    it builds in one piece); ``height`` (N-1,) the weight of each internal node in that order;
+    ``tree_edges`` (M, 2) and ``tree_weights`` (M,) the merging edges in ascending order (M = N-1
+    when they connect).
     """
     n = num_nodes
     order = torch.argsort(weights, stable=True).tolist()
