@@ -95,7 +95,7 @@ void sweep_block(int64_t n, int64_t c0, int64_t cb, const T* x, const int32_t* p
 }
 
 // Full tree filter of one image: planar x (c, n) -> y (c, n), channel blocks spread over `threads`.
-// `parent` (2n-1) and `height` (n-1) as written by kruskal_build (breadth-first internal nodes).
+// `parent` (2n-1) and `height` (n-1) as written by renumber_breadth_first (kruskal.h).
 template <typename T>
 void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T* height, double zeta,
                 const SweepOptions& opt, int threads, T* y) {
