@@ -38,19 +38,30 @@ def has_ext() -> bool:
     return get_ext() is not None
 
 
+def _env_int(name: str) -> int | None:
+    """An integer environment setting, or None when unset; a clear error when it is not an integer."""
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return None
+    try:
+        return int(env)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {env!r}") from None
+
+
 def band_pixels() -> int:
     """Most pixels per band of a tree build (``CLIPAPRO_BAND_PIXELS``; 0 = the kernel's default).
 
     A tuning and test hook: small bands make the band-join path run on small images."""
-    env = os.environ.get("CLIPAPRO_BAND_PIXELS")
-    return max(0, int(env)) if env else 0
+    value = _env_int("CLIPAPRO_BAND_PIXELS")
+    return max(0, value) if value is not None else 0
 
 
 def num_threads() -> int:
     """Threads the compiled kernels may use: ``CLIPAPRO_NUM_THREADS`` or torch's intra-op count."""
-    env = os.environ.get("CLIPAPRO_NUM_THREADS")
-    if env:
-        return max(1, int(env))
+    value = _env_int("CLIPAPRO_NUM_THREADS")
+    if value is not None:
+        return max(1, value)
     import torch
 
     return max(1, torch.get_num_threads())

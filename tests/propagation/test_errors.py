@@ -92,3 +92,15 @@ def test_kruskal_tree_mismatch():
         tree_filter(v.double(), kt, zeta=0.1)
     with pytest.raises(ValueError, match="tree must be None"):
         tree_filter(v, kt, zeta=0.1, tree=kt.edges)
+
+
+@pytest.mark.parametrize("name", ["CLIPAPRO_NUM_THREADS", "CLIPAPRO_BAND_PIXELS"])
+def test_bad_tuning_variables_name_themselves(monkeypatch, name):
+    from clipapro import _ext
+
+    if not _ext.has_ext():
+        pytest.skip("the tuning variables are read by the compiled path")
+    monkeypatch.setenv(name, "two")
+    v, g = _vg()
+    with pytest.raises(ValueError, match=name):
+        tree_filter(v, g, zeta=0.1)
