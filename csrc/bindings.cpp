@@ -61,9 +61,10 @@ void over_batch(int64_t b, int threads, Fn&& fn) {
   }
 }
 
-// Edge ids (2 per pixel) and node ids must fit their 32-bit fields.
+// Edge ids (2 per pixel) and node ids (pixels, band slots and glue slots: under 3 per pixel) must
+// fit their 32-bit fields.
 void require_size(int64_t h, int64_t w) {
-  require(h * w <= (int64_t(1) << 30), "images of more than 2^30 pixels are not supported (got " + std::to_string(h) +
+  require(h * w <= (int64_t(1) << 29), "images of more than 2^29 pixels are not supported (got " + std::to_string(h) +
                                            " x " + std::to_string(w) + ")");
 }
 
