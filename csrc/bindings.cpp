@@ -5,9 +5,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <sys/mman.h>
-
-#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,25 +23,6 @@ namespace {
 
 template <typename T>
 using Arr = py::array_t<T, py::array::c_style>;
-
-// A new C-contiguous array. Large ones ask for transparent huge pages: a fresh 20 MB output would
-// otherwise take ~5000 page faults as the kernel writes it, a few milliseconds at 512^2 x 21.
-template <typename T>
-Arr<T> new_array(std::vector<py::ssize_t> shape) {
-  size_t count = 1;
-  for (py::ssize_t s : shape) count *= static_cast<size_t>(s);
-  const size_t bytes = count * sizeof(T);
-  constexpr size_t kHuge = size_t(2) << 20;
-  if (bytes < 2 * kHuge) return Arr<T>(shape);
-  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
-  void* p = std::aligned_alloc(kHuge, rounded);
-  if (!p) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-  madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-  py::capsule owner(p, [](void* q) { std::free(q); });
-  return Arr<T>(shape, static_cast<T*>(p), owner);
-}
 
 void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
@@ -108,7 +86,7 @@ Arr<T> tree_filter(Arr<T> values, Arr<T> guide, int64_t h, int64_t w, std::optio
   const int64_t b = values.shape(0), n = h * w, c = values.shape(1), f = guide.shape(1);
   if (edges) require(edges->ndim() == 3 && edges->shape(0) == b && edges->shape(1) == n - 1 && edges->shape(2) == 2,
                      "tree must be (B, H*W-1, 2)");
-  Arr<T> out = new_array<T>({b, c, n});
+  Arr<T> out({b, c, n});
   const T* x = values.data();
   const T* g = guide.data();
   const int64_t* e = edges ? edges->data() : nullptr;
@@ -149,7 +127,7 @@ Arr<T> sweep(Arr<T> values, Arr<int32_t> parent, Arr<T> height, double zeta, boo
   const int64_t b = values.shape(0), c = values.shape(1), n = values.shape(2);
   require(parent.ndim() == 2 && parent.shape(0) == b && parent.shape(1) == 2 * n - 1, "parent must be (B, 2N-1)");
   require(height.ndim() == 2 && height.shape(0) == b && height.shape(1) == n - 1, "height must be (B, N-1)");
-  Arr<T> out = new_array<T>({b, c, n});
+  Arr<T> out({b, c, n});
   const T* x = values.data();
   const int32_t* pp = parent.data();
   const T* hp = height.data();
@@ -173,7 +151,7 @@ Arr<T> local(Arr<T> values, Arr<T> image, int64_t kernel_size, int64_t dilation,
   require(kernel_size >= 1 && kernel_size % 2 == 1, "kernel_size must be odd and >= 1");
   require(dilation >= 1 && iterations >= 0 && zeta > 0, "bad local_filter parameters");
   const int64_t f = image.shape(1);
-  Arr<T> out = new_array<T>({b, c, h, w});
+  Arr<T> out({b, c, h, w});
   LocalParams p{kernel_size, dilation, zeta, iterations};
   const T* x = values.data();
   const T* img = image.data();

@@ -2,6 +2,7 @@
 // its exponent bits are all ones.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -47,16 +48,16 @@ bool range_finite(const T* p, int64_t n) {
 // True when no element of p[0, n) is NaN or Inf; large buffers are split over `threads`.
 template <typename T>
 bool all_finite(const T* p, int64_t n, int threads) {
-  constexpr int64_t kPerThread = int64_t(1) << 20;
-  const int parts = static_cast<int>(n / kPerThread < threads ? (n / kPerThread > 0 ? n / kPerThread : 1) : threads);
-  if (parts <= 1) return detail::range_finite(p, n);
-  bool ok[64];
-  const int used = parts < 64 ? parts : 64;
-  parallel_for(used, used, [&](int64_t k) { ok[k] = detail::range_finite(p + n * k / used, n * (k + 1) / used - n * k / used); });
-  for (int k = 0; k < used; ++k) {
-    if (!ok[k]) return false;
-  }
-  return true;
+  constexpr int64_t kPerThread = int64_t(1) << 20;  // a part must repay starting a thread
+  constexpr int kMaxParts = 64;
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({n / kPerThread, threads, kMaxParts})));
+  if (parts == 1) return detail::range_finite(p, n);
+  bool ok[kMaxParts];
+  parallel_for(parts, parts, [&](int64_t k) {
+    const int64_t b = n * k / parts, e = n * (k + 1) / parts;
+    ok[k] = detail::range_finite(p + b, e - b);
+  });
+  return std::all_of(ok, ok + parts, [](bool v) { return v; });
 }
 
 }  // namespace clipapro

@@ -33,11 +33,7 @@ template <typename T>
 void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, const SweepOptions& opt, int threads,
                 T* y) {
   using Item = KeyedId<T>;
-  const int64_t n = tree.n;
-  if (n == 1) {
-    for (int64_t k = 0; k < c; ++k) y[k] = opt.include_self ? x[k] : T(0);
-    return;
-  }
+  const int64_t n = tree.n;  // >= 2: a single pixel is its own result, handled by the caller
   const int64_t stride = list_sweep_stride(c), cnt = c, aff = c + 1;
   const int64_t nb = tree.bands.size(), ng = tree.glue.size();
   const int runs = static_cast<int>(tree.run_end.size());
