@@ -34,16 +34,15 @@ __all__ = [
 
 
 def prompts_dir() -> Path:
-    """The folder holding the bundled ``classes/`` and ``templates/`` files."""
-    try:  # installed package: prompts/ is shipped as clipapro._prompts
-        import importlib.resources as resources
+    """The folder holding the bundled ``classes/`` and ``templates/`` files: ``prompts/`` beside the
+    package in a source checkout (editable installs and worktrees see their own files), else the
+    copy shipped in a wheel as ``clipapro._prompts``."""
+    source = Path(__file__).resolve().parent.parent / "prompts"
+    if (source / "classes").is_dir() and (source / "templates").is_dir():
+        return source
+    import importlib.resources as resources
 
-        path = Path(str(resources.files("clipapro._prompts")))
-        if (path / "classes").is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "prompts"
+    return Path(str(resources.files("clipapro._prompts")))
 
 
 @dataclass(frozen=True)
