@@ -2,8 +2,9 @@
 
 A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int | None``
 and is discovered automatically, so each part of the toolkit adds its own subcommand as it lands.
-Errors print as one line (``--debug`` shows the traceback). Exit codes: 0 ok, 1 runtime failure,
-2 usage error (bad arguments).
+Errors print as one line (``--debug`` shows the traceback). Exit codes: 0 ok, 1 failure while working,
+2 bad arguments, including input files that are missing or cannot be read (``FileNotFoundError``,
+:class:`clipapro.io.UnreadableFileError`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import importlib
 import pkgutil
 import sys
 
+from clipapro.commands._common import UsageError
+from clipapro.io import UnreadableFileError
+
+__all__ = ["UsageError", "build_parser", "main"]
+
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except the uninformative None / False of optional values and flags."""
@@ -21,10 +27,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or action.default == []:
             return action.help
         return super()._get_help_string(action)
-
-
-class UsageError(Exception):
-    """Raised by a command for bad arguments found after parsing; exits with code 2."""
 
 
 def _command_modules():
@@ -67,19 +69,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--boxes -5,0,20,30`` -> ``--boxes=-5,0,20,30``: argparse would take the value for an option.
+    Commands list such options in ``NEGATIVE_VALUE_OPTIONS``."""
+    if not argv:
+        return argv
+    wanted = {opt for mod in _command_modules() for opt in getattr(mod, "NEGATIVE_VALUE_OPTIONS", ())}
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in wanted and i + 1 < len(argv) and argv[i + 1].startswith("-") and len(argv[i + 1]) > 1 \
+                and (argv[i + 1][1].isdigit() or argv[i + 1][1] == "."):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(_join_negative_values(argv))
     if not getattr(args, "command", None):
         parser.print_help()
+        return 2
+    missing = [flag for dest, flag in getattr(args, "_required_options", []) if getattr(args, dest, None) is None]
+    if missing:  # required options that also have a deprecated spelling (see commands._common.add_alias)
+        print(f"clipapro {args.command}: error: the following arguments are required: {', '.join(missing)}",
+              file=sys.stderr)
         return 2
     try:
         code = args._run(args)
         return int(code or 0)
-    except UsageError as err:
+    except (UsageError, FileNotFoundError, UnreadableFileError) as err:
         if args.debug:
             raise
-        print(f"clipapro {args.command}: error: {err}", file=sys.stderr)
+        print(f"clipapro {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"clipapro {args.command}: interrupted", file=sys.stderr)
@@ -87,8 +113,13 @@ def main(argv=None) -> int:
     except Exception as err:  # noqa: BLE001 - the CLI turns every failure into one line
         if args.debug:
             raise
-        print(f"clipapro {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"clipapro {args.command}: error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         return 1
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
 if __name__ == "__main__":  # pragma: no cover

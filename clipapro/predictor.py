@@ -32,9 +32,6 @@ __all__ = ["SegmentationPredictor"]
 # predict_probs options that post-process class probabilities (not needed to record the image embeddings)
 _CLASS_OPTIONS = ("prompt_denoise", "area_threshold", "bg_threshold", "background_index", "synonyms")
 
-# refine methods whose options take a prebuilt guide tree of the image (clipapro.apro's ``tree=``)
-_TREE_METHODS = ("apro", "apro-gp")
-
 
 class _EncoderCache:
     """Stands in for a :class:`~clipapro.clip.DenseCLIP` inside ``predict_probs``: ``encode_dense``
@@ -72,29 +69,13 @@ def _predict_option_names() -> set[str]:
 
 
 def _image_tensor(image) -> torch.Tensor:
-    """PIL image, uint8 (H, W, 3) array/tensor, or float (3, H, W) / (1, 3, H, W) in [0, 1] ->
-    float32 (1, 3, H, W) in [0, 1] on the CPU."""
-    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image
-        image = np.array(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        arr = np.ascontiguousarray(image)
-        image = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable memory
-    t = image
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"image must be a PIL image, numpy array or tensor, got {type(image).__name__}")
-    if t.dtype == torch.uint8:
-        if t.dim() != 3 or t.shape[-1] != 3:
-            raise ValueError(f"uint8 image must be (H, W, 3), got shape {tuple(t.shape)}")
-        t = t.permute(2, 0, 1).float() / 255.0
-    elif not t.is_floating_point():
-        raise TypeError(f"image must be uint8 (H, W, 3) or float (3, H, W) in [0, 1], got {t.dtype}")
-    t = t.detach().cpu().float()
-    t = t.unsqueeze(0) if t.dim() == 3 else t
-    if t.dim() != 4 or t.shape[:2] != (1, 3) or t.shape[-1] == 0 or t.shape[-2] == 0:
-        raise ValueError(f"image must be (H, W, 3) uint8 or (3, H, W) / (1, 3, H, W) float, got {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()) or float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3:
-        raise ValueError("float image must be finite and lie in [0, 1] (pass uint8 for 0..255)")
-    return t.clamp(0, 1).contiguous()
+    """One photo (see :func:`clipapro.io.image_to_tensor`) -> float32 (1, 3, H, W) in [0, 1] on the CPU."""
+    from clipapro.io import image_to_tensor
+
+    t = image_to_tensor(image)
+    if t.shape[0] != 1:
+        raise ValueError(f"image must be ONE image, got a batch of {t.shape[0]} (shape {tuple(t.shape)})")
+    return t
 
 
 class SegmentationPredictor:
@@ -105,8 +86,8 @@ class SegmentationPredictor:
         classes: default vocabulary: a class-set name (``"voc21"``), a file, ``"cat, dog"`` or a list.
         templates: prompt templates (``"imagenet80"``, ``"single"``, a file, or a list).
         refine: refine the CLIP probabilities with the image (:func:`clipapro.refiners.refine`).
-        refine_method: ``"auto"`` or a :data:`clipapro.refiners.REFINERS` key; ``refine_options`` its
-            keyword options.
+        refine_method: ``"auto"`` or a :func:`clipapro.refiners.list_refiners` name; ``refine_options``
+            its keyword options. Methods that accept a prebuilt tree get the image's tree, built once.
         dense_mode: the last-block dense path (``maskclip``, ``clearclip``, ``sclip``, ``naclip``, ...).
         cache_dir: folder caching text embeddings on disk (None: kept in memory only).
         predict_options: any other option of :func:`clipapro.clip.predict_probs` (``slide_crop``,
@@ -118,20 +99,20 @@ class SegmentationPredictor:
                  refine_method: str = "auto", refine_options: dict | None = None, dense_mode: str = "maskclip",
                  cache_dir=None, **predict_options):
         from clipapro.clip import DENSE_MODES
-        from clipapro.refiners import DEFAULT_METHOD, REFINERS
+        from clipapro.refiners import get_refiner
 
         unknown = sorted(set(predict_options) - _predict_option_names())
         if unknown:
             raise TypeError(f"unknown predict option(s) {unknown}; see clipapro.clip.predict_probs")
         if dense_mode not in DENSE_MODES:
             raise ValueError(f"dense_mode must be one of {sorted(DENSE_MODES)}, got {dense_mode!r}")
-        if refine_method != "auto" and refine_method not in REFINERS:
-            raise ValueError(f"refine_method must be 'auto' or one of {sorted(REFINERS)}, got {refine_method!r}")
+        self._refiner = get_refiner(refine_method)  # unknown names fail here
+        self._refiner.check_options(dict(refine_options or {}))
         self.model = model
         self.classes = classes
         self.templates = templates
         self.refine = bool(refine)
-        self.refine_method = DEFAULT_METHOD if refine_method == "auto" else refine_method
+        self.refine_method = self._refiner.name
         self.refine_options = dict(refine_options or {})
         self.dense_mode = dense_mode
         self.cache_dir = cache_dir
@@ -189,7 +170,7 @@ class SegmentationPredictor:
         options = {k: v for k, v in self.predict_options.items() if k not in _CLASS_OPTIONS}
         predict_probs(self._encoder, img, self._probe, dense_mode=self.dense_mode, **options)
         self._image = img
-        if self.refine and self.refine_method in _TREE_METHODS:
+        if self.refine and self._refiner.accepts_tree:
             from clipapro.propagation import kruskal_tree
 
             self._tree = kruskal_tree(img)
@@ -218,7 +199,7 @@ class SegmentationPredictor:
             from clipapro.refiners import refine as refine_fn
 
             options = dict(self.refine_options)
-            if self._tree is not None and self.refine_method in _TREE_METHODS:
+            if self._tree is not None and self._refiner.accepts_tree:
                 options.setdefault("tree", self._tree)
             probs = refine_fn(self._image, probs, method=self.refine_method, **options)
         probs = probs[0]

@@ -142,6 +142,14 @@ def list_template_sets() -> list[str]:
     return sorted(set(_bundled("templates")) | set(_TEMPLATE_SETS))
 
 
+def _is_file(spec: str) -> bool:
+    """Whether ``spec`` names an existing file; a long comma list is not a path (no ENAMETOOLONG)."""
+    try:
+        return Path(spec).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def get_class_set(spec) -> ClassSet:
     """Resolve a class set from a registered name, a ``.txt``/``.json`` path, a comma list or a list.
 
@@ -162,7 +170,7 @@ def get_class_set(spec) -> ClassSet:
         cs = _load_class_file(bundled[spec])
         _CLASS_SETS[spec] = cs
         return cs
-    if spec.endswith((".txt", ".json")) or Path(spec).is_file():
+    if spec.endswith((".txt", ".json")) or _is_file(spec):
         return _load_class_file(Path(spec))
     if "," in spec:
         return _make_class_set("custom", [s for s in spec.split(",") if s.strip()] or [""])
@@ -190,7 +198,7 @@ def get_templates(spec) -> tuple[str, ...]:
         return _TEMPLATE_SETS[spec]
     bundled = _bundled("templates")
     path = bundled.get(spec)
-    if path is None and (spec.endswith((".txt", ".json")) or Path(spec).is_file()):
+    if path is None and (spec.endswith((".txt", ".json")) or _is_file(spec)):
         path = Path(spec)
         if not path.is_file():
             raise FileNotFoundError(f"template file not found: {path}")

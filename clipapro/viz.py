@@ -1,7 +1,7 @@
 """Figures: label overlays with a class legend, side-by-side panels, per-class IoU bar charts.
 
 Every figure is drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas (no display, no
-pyplot state) and written atomically (:func:`clipapro._io.atomic_path`) as a PNG of an exact,
+pyplot state) and written atomically (:func:`clipapro.io.atomic_path`) as a PNG of an exact,
 documented size in pixels (``dpi`` is fixed at 100, so a figure of ``W x H`` pixels is
 ``W/100 x H/100`` inches):
 
@@ -12,7 +12,7 @@ documented size in pixels (``dpi`` is fixed at 100, so a figure of ``W x H`` pix
   strip + legend rows) pixels, see :func:`panels_figure_size`.
 * :func:`save_iou_bars`: ``width`` x ``height`` pixels as given.
 
-Colours are those of the label PNGs (:func:`clipapro._io.voc_palette`), so a figure's legend also
+Colours are those of the label PNGs (:func:`clipapro.io.voc_palette`), so a figure's legend also
 explains the PNG files the commands write. Index ``ignore_index`` (255, "void") is drawn in the
 palette's colour for 255 and left out of the legend.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipapro._io import atomic_path, voc_palette
+from clipapro.io import atomic_path, voc_palette
 
 __all__ = [
     "DPI", "label_colors", "overlay", "overlay_figure_size", "panels_figure_size", "save_comparison",

@@ -17,27 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from clipapro.data import build_dataset, get_dataset_spec
+from clipapro.data.base import LimitedDataset
 from clipapro.metrics import SegMetrics, evaluate_pipeline
 
-__all__ = ["LimitedDataset", "evaluate_live", "write_reports"]
-
-
-class LimitedDataset:
-    """The first ``limit`` samples of a dataset (quick runs); keeps ``classes`` / ``num_classes``."""
-
-    def __init__(self, dataset, limit: int):
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        self.dataset, self.limit = dataset, min(limit, len(dataset))
-        self.classes, self.num_classes = dataset.classes, dataset.num_classes
-
-    def __len__(self) -> int:
-        return self.limit
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.limit:
-            raise IndexError(index)
-        return self.dataset[index]
+__all__ = ["evaluate_live", "write_reports"]
 
 
 def _is_rank0() -> bool:
@@ -48,7 +31,7 @@ def _is_rank0() -> bool:
 
 def write_reports(metrics: SegMetrics, *, out=None, extra: dict | None = None, title: str = "") -> str:
     """Write ``out`` (.json) plus ``.csv`` and ``.md`` beside it (rank 0 only); returns the Markdown."""
-    from clipapro._io import write_bytes_atomic, write_json_atomic
+    from clipapro.io import write_bytes_atomic, write_json_atomic
 
     table = metrics.to_markdown(title=title or None)
     if out is not None and _is_rank0():

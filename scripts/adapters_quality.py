@@ -247,7 +247,7 @@ def main(argv=None):
             print(f"{task:10s} {name:28s} {100 * r['miou']:7.2f} {r['median_s']:8.3f}")
     print(json.dumps(result))
     if args.json:
-        from clipapro._io import write_json_atomic
+        from clipapro.io import write_json_atomic
 
         write_json_atomic(args.json, result)
 

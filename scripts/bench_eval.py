@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clipapro._io import save_label_png  # noqa: E402
 from clipapro.data import VOCDataset  # noqa: E402
+from clipapro.io import save_label_png  # noqa: E402
 from clipapro.metrics import ConfusionMatrix, evaluate_predictions  # noqa: E402
 
 H, W, K = 375, 500, 21

@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     result = {"device": "cpu", "threads": _ext.num_threads(), "rows": rows}
     print(json.dumps(result))
     if args.json:
-        from clipapro._io import write_json_atomic
+        from clipapro.io import write_json_atomic
 
         write_json_atomic(args.json, result)
     return 0

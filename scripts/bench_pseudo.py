@@ -54,12 +54,11 @@ def main(argv=None) -> int:
                     help="predict_probs option, e.g. slide_crop=224 (repeatable)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    from clipapro.commands._common import parse_options
     from clipapro.data import build_dataset
     from clipapro.pseudo.labels import generate_pseudo_labels
-    from clipapro.pseudo.options import parse_kv
     from clipapro.pseudo.pipeline import clip_predictor
-    from clipapro.pseudo.refiners import get_refiner
-    from clipapro.refiners import DEFAULT_METHOD
+    from clipapro.refiners import DEFAULT_METHOD, make_refiner
 
     torch.set_num_threads(args.threads)
     rows = []
@@ -71,11 +70,11 @@ def main(argv=None) -> int:
         predict = clip_predictor(model=args.model, pretrained=None, backend="open_clip", precision="fp32",
                                  device="cpu", class_set=ds.class_set, templates="single",
                                  model_options={"random_init": True},
-                                 predict_options=parse_kv(args.clip_opt, "--clip-opt"))
+                                 predict_options=parse_options(args.clip_opt, "--clip-opt"))
         setup_s = time.perf_counter() - t
         predict(torch.rand(1, 3, 64, 64))  # warm-up (allocator, lazy inits)
         for name in args.refiners.split(","):
-            refine = get_refiner(name)
+            refine = make_refiner(name)
             stats = generate_pseudo_labels(ds, predict, refine, tmp / f"out_{name}", progress=False)
             n = stats["done"]
             total = stats["seconds"]

@@ -217,7 +217,7 @@ def print_table(res, noise_models, methods):
 def save_examples(out_dir: Path, photos, methods, data: Path):
     """Label PNGs of every method on the VOC photos (p16 noise, seed 0) and on the pydensecrf examples
     (their coarse annotation as the input: known labels at probability GT_PROB, black = unknown = uniform)."""
-    from clipapro._io import save_label_png
+    from clipapro.io import save_label_png
 
     inputs = []
     for k, (name, img, gt) in enumerate(photos):
@@ -278,7 +278,7 @@ def main(argv=None):
           f"at {photos[0][1].shape[0]}x{photos[0][1].shape[1]}, {args.threads} threads; MiB = peak extra RSS")
     print_table(res, noise, methods)
     if args.json:
-        from clipapro._io import write_json_atomic
+        from clipapro.io import write_json_atomic
 
         write_json_atomic(args.json, res)
     if args.save_dir:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipapro._io import save_label_png
 from clipapro.cli import build_parser, main
 from clipapro.commands import _common
+from clipapro.io import save_label_png
 
 from .conftest import make_photo
 
@@ -56,6 +56,8 @@ def test_help_lists_every_option_with_help_text(name, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: clipapro {name}")
     for action in sub._actions:
+        if action.help == "==SUPPRESS==":  # a deprecated spelling kept as a hidden alias
+            continue
         assert action.help, f"{name}: {action.dest} has no help text"
         for opt in action.option_strings:
             assert opt in out, f"{name} --help does not list {opt}"
@@ -75,8 +77,11 @@ def test_top_level_help_and_no_command(capsys):
 # -- usage errors: exit 2, the message names the argument -------------------------------------------
 @pytest.mark.parametrize("argv, needle", [
     (["refine", "{photo}", "p.npy"], "--out"),                                  # required option missing
-    (["refine", "{photo}", "p.npy", "--out", "o.npy", "--option", "novalue"], "--option"),
-    (["refine", "{photo}", "p.npy", "--out", "o.npy", "--method", "magic"], "--method"),
+    (["refine", "{photo}", "p.npy", "--out", "o.npy", "--refine-opt", "novalue"], "--refine-opt"),
+    (["refine", "{photo}", "p.npy", "--out", "o.npy", "--refine", "magic"], "magic"),
+    (["refine", "{photo}", "missing.npy", "--out", "o.npy"], "missing.npy"),   # missing input file
+    (["refine", "{photo}-nope", "p.npy", "--out", "o.npy"], "-nope"),
+    (["scribble2mask", "{photo}", "s.png", "--out", "m.png", "--point-radius", "-3"], "--point-radius"),
     (["box2mask", "{photo}", "--boxes", "1,2,3", "--out", "m.png"], "--boxes"),
     (["box2mask", "{photo}", "--boxes", "1,2,3,4", "--out", "m.png", "--rounds", "0"], "--rounds"),
     (["box2mask", "{photo}", "--boxes", "1,2,3,4", "--out", "m.png", "--rounds", "two"], "--rounds"),
@@ -107,21 +112,87 @@ def test_bad_arguments_exit_2_naming_the_argument(argv, needle, photo, tmp_path,
 def test_runtime_failure_is_one_line_and_debug_raises(tmp_path, photo, capsys):
     probs = tmp_path / "p.npy"
     np.save(probs, np.full((2, 24, 32), 0.5, np.float32))
-    argv = ["refine", str(tmp_path / "missing.png"), str(probs), "--out", str(tmp_path / "o.npy")]
+    (tmp_path / "afile").write_text("x")
+    argv = ["refine", str(photo), str(probs), "--out", str(tmp_path / "afile" / "o.npy")]  # cannot be written
     assert main(argv) == 1
-    _one_line_error(capsys.readouterr().err, "clipapro refine: error:", "missing.png")
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    _one_line_error(capsys.readouterr().err, "clipapro refine: error:", "afile")
+    with pytest.raises(OSError, match="afile"):
         main(["--debug", *argv])
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(OSError, match="afile"):
         main([argv[0], "--debug", *argv[1:]])
+
+
+def test_missing_and_corrupt_inputs_exit_2_in_one_line(tmp_path, photo, capsys):
+    probs = tmp_path / "p.npy"
+    np.save(probs, np.full((2, 24, 32), 0.5, np.float32))
+    argv = ["refine", str(tmp_path / "missing.png"), str(probs), "--out", str(tmp_path / "o.npy")]
+    assert main(argv) == 2
+    _one_line_error(capsys.readouterr().err, "clipapro refine: error:", "missing.png")
+    with pytest.raises(_common.UsageError, match="missing.png"):
+        main(["--debug", *argv])
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    assert main(["box2mask", str(corrupt), "--boxes", "1,1,5,5", "--out", str(tmp_path / "m.png")]) == 1
+    assert main(["box2mask", str(corrupt), "--boxes", "1,1,5,5", "--out", str(tmp_path / "m.png")]) == 2
     _one_line_error(capsys.readouterr().err, "corrupt.png")
     np.save(probs, np.full((2, 5, 5), 0.5, np.float32))  # H x W of another image
-    assert main(["refine", str(photo), str(probs), "--out", str(tmp_path / "o.npy")]) == 1
+    assert main(["refine", str(photo), str(probs), "--out", str(tmp_path / "o.npy")]) == 2
     _one_line_error(capsys.readouterr().err, "p.npy")
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_deprecated_spellings_still_work_and_warn(tmp_path, photo, capsys):
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 24, 32)).astype(np.float32)
+    np.save(tmp_path / "p.npy", p / p.sum(0))
+    new = ["refine", str(photo), str(tmp_path / "p.npy"), "--out", str(tmp_path / "a.npy"), "--refine", "pamr",
+           "--refine-opt", "steps=2"]
+    old = ["refine", str(photo), str(tmp_path / "p.npy"), "--out", str(tmp_path / "b.npy"), "--method", "pamr",
+           "--option", "steps=2"]
+    assert main(new) == 0 and main(old) == 0
+    err = capsys.readouterr().err
+    assert "--method is deprecated" in err and "use --refine" in err and "--option is deprecated" in err
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert build_parser().parse_args(["pseudo-label", "--dataset", "d", "--out-dir", "o", "--text-cache", "c"]
+                                     ).cache_dir == "c"
+    assert build_parser().parse_args(["train", "--dataset", "d", "--out", "o"]).out_dir == "o"
+    assert build_parser().parse_args(["segment", "x.png", "--classes", "a,b", "--out-dir", "o",
+                                      "--no-refine"]).refine == "none"
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(tmp_path, photo, capsys):
+    a, b = tmp_path / "photo.png", tmp_path / "photo.jpg"
+    a.write_bytes(photo.read_bytes())
+    b.write_bytes(photo.read_bytes())
+    base = ["--classes", "a,b", "--model", "ViT-B-16", "--random-init", "--refine", "none"]
+    assert main(["segment", str(a), "--out-dir", str(tmp_path), *base]) == 2  # photo.png -> photo.png
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert main(["segment", str(a), str(b), "--out-dir", str(tmp_path / "o"), *base]) == 2  # same stem
+    assert "same file" in capsys.readouterr().err
+    assert a.read_bytes() == photo.read_bytes() and not (tmp_path / "o").exists()
+    probs = tmp_path / "p.npy"
+    np.save(probs, np.full((2, 24, 32), 0.5, np.float32))
+    assert main(["refine", str(photo), str(probs), "--out", str(probs)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+
+
+def test_out_refuses_symlinks_and_devices(tmp_path, photo, capsys):
+    probs = tmp_path / "p.npy"
+    np.save(probs, np.full((2, 24, 32), 0.5, np.float32))
+    target = tmp_path / "precious.npy"
+    target.write_bytes(b"keep me")
+    link = tmp_path / "link.npy"
+    link.symlink_to(target)
+    assert main(["refine", str(photo), str(probs), "--out", str(link)]) == 1
+    assert "symbolic link" in capsys.readouterr().err
+    assert link.is_symlink() and target.read_bytes() == b"keep me"
+    assert main(["refine", str(photo), str(probs), "--out", "/dev/null"]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_negative_box_coordinates_need_no_equals_sign(tmp_path, photo, capsys):
+    out = tmp_path / "m.png"
+    assert main(["box2mask", str(photo), "--boxes", "-5,2,10,12", "--out", str(out)]) == 2
+    assert "outside" in capsys.readouterr().err  # parsed as a box (then refused), not as an unknown option
 
 
 def test_real_process_exit_codes(tmp_path):
@@ -129,7 +200,7 @@ def test_real_process_exit_codes(tmp_path):
     run = [sys.executable, "-m", "clipapro", "refine", str(tmp_path / "nope.png"), str(tmp_path / "p.npy"),
            "--out", str(tmp_path / "o.npy")]
     done = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 2  # a missing input is a bad argument
     _one_line_error(done.stderr, "nope.png")
     done = subprocess.run(run[:5], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 2 and "--out" in done.stderr
@@ -214,7 +285,7 @@ def test_bench_passes_arguments_and_exit_code(tmp_path, capfd):
     assert json.loads(capfd.readouterr().out.strip()) == ["--images", "2", "--json", "x.json"]
     assert main(["bench", "--scripts-dir", str(scripts), "eval", "--fail"]) == 3
     capfd.readouterr()
-    assert main(["bench", "--scripts-dir", str(scripts), "dense"]) == 1
+    assert main(["bench", "--scripts-dir", str(scripts), "dense"]) == 2
     _one_line_error(capfd.readouterr().err, "bench_dense.py")
 
 
@@ -227,14 +298,14 @@ def test_bench_knows_the_repository_scripts():
 
 # -- shared helpers ---------------------------------------------------------------------------------
 def test_read_image_and_figure_helpers(photo, tmp_path, capsys):
-    img = _common.read_image(photo)
+    img = _common.read_input_image(photo)
     assert img.dtype == np.uint8 and img.shape == (24, 32, 3)
-    with pytest.raises(FileNotFoundError, match="image not found: .*nope.png"):
-        _common.read_image(tmp_path / "nope.png")
+    with pytest.raises(_common.UsageError, match="image file not found: .*nope.png"):
+        _common.read_input_image(tmp_path / "nope.png")
     truncated = tmp_path / "trunc.png"
     truncated.write_bytes(photo.read_bytes()[:60])
-    with pytest.raises(ValueError, match="cannot read image .*trunc.png"):
-        _common.read_image(truncated)
+    with pytest.raises(_common.UsageError, match="cannot read image .*trunc.png"):
+        _common.read_input_image(truncated)
     assert _common.write_label_figure(None, img, np.zeros((24, 32), np.int64)) is None
     out = _common.write_label_figure(tmp_path / "f.png", img, np.zeros((24, 32), np.int64), ["background"])
     assert out.is_file() and f"figure: {out}" in capsys.readouterr().out

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipapro._io import atomic_path, save_label_png, voc_palette, write_json_atomic
+from clipapro.io import atomic_path, save_label_png, voc_palette, write_json_atomic
 
 
 def test_atomic_path_leaves_no_partial_file_on_error(tmp_path):

@@ -130,7 +130,7 @@ def test_errors(model, photo):
         pred.set_image(photo.astype(np.int32))
     with pytest.raises(TypeError, match="unknown predict option"):
         SegmentationPredictor(model, slide_crops=224)
-    with pytest.raises(ValueError, match="refine_method"):
+    with pytest.raises(ValueError, match="unknown refiner 'magic'"):
         SegmentationPredictor(model, refine_method="magic")
     with pytest.raises(ValueError, match="dense_mode"):
         SegmentationPredictor(model, dense_mode="magic")

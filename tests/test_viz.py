@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from clipapro import viz
-from clipapro._io import voc_palette
+from clipapro.io import voc_palette
 from clipapro.metrics import ConfusionMatrix
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

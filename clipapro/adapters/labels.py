@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from clipapro._io import write_json_atomic
+from clipapro.io import write_json_atomic
 
 __all__ = ["Point", "points_to_labels", "read_points_json", "read_scribble_png", "write_points_json"]
 
-IGNORE_INDEX = 255
+from clipapro.io import IGNORE_INDEX  # noqa: E402
 
 
 class Point(NamedTuple):

@@ -20,7 +20,7 @@ from clipapro.propagation import apro
 
 __all__ = ["AProSoftLabelLoss", "PartialCrossEntropy", "POINT_APRO_DEFAULTS", "check_sparse_labels"]
 
-IGNORE_INDEX = 255
+from clipapro.io import IGNORE_INDEX  # noqa: E402
 
 #: Propagation defaults for an RGB guide in [0, 1]: the same measured values as for boxes (chosen
 #: with scripts/adapters_quality.py; see :data:`clipapro.adapters.boxes.BOX_APRO_DEFAULTS`).

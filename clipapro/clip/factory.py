@@ -92,8 +92,11 @@ def _load_checkpoint(model, path: str) -> None:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
-    except Exception as err:  # corrupt file, pickled code, wrong architecture
-        raise RuntimeError(f"could not load checkpoint {path}: {type(err).__name__}: {err}") from err
+    except Exception as err:  # corrupt file, pickled code, wrong architecture: a bad input (exit 2)
+        from clipapro.io import UnreadableFileError
+
+        raise UnreadableFileError(f"could not load checkpoint {path}: {type(err).__name__}: {err}",
+                                  path=path) from err
 
 
 def _create_open_clip(name, pretrained, random_init, model_cfg, cache_dir, quick_gelu) -> DenseCLIP:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from clipapro._io import atomic_path
+from clipapro.io import atomic_path
 from clipapro.prompts import ClassSet, get_class_set, get_templates
 
 __all__ = ["TextClassifier", "build_text_classifier", "classifier_cache_key"]
@@ -87,10 +87,20 @@ def classifier_cache_key(model, classes: ClassSet, templates: tuple[str, ...]) -
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _encode_classes(model, classes: ClassSet, templates: tuple[str, ...]):
+#: Sentences per text-encoder call; more than two batches show a progress bar.
+_TEXT_BATCH = 256
+
+
+def _encode_classes(model, classes: ClassSet, templates: tuple[str, ...], progress: bool = True):
+    from tqdm import tqdm
+
     names = [(k, n) for k, prompts in enumerate(classes.prompts) for n in prompts]
     sentences = [t.replace("{}", n) for _, n in names for t in templates]
-    emb = model.encode_text(sentences).float()  # (S * T, D), normalised
+    chunks = [sentences[i:i + _TEXT_BATCH] for i in range(0, len(sentences), _TEXT_BATCH)]
+    # thousands of prompts (class synonyms x 80 templates) take minutes on a CPU: say so, show progress
+    bar = tqdm(chunks, desc=f"text encoder: {len(sentences)} prompts", unit="batch",
+               disable=not progress or len(chunks) <= 2)
+    emb = torch.cat([model.encode_text(chunk).float() for chunk in bar])  # (S * T, D), normalised
     emb = F.normalize(emb.view(len(names), len(templates), -1).mean(dim=1), dim=-1)
     index = torch.tensor([k for k, _ in names], dtype=torch.int64)
     return emb.cpu().contiguous(), index
@@ -114,13 +124,15 @@ def _load_cached(path: Path, key: str):
         return None
 
 
-def build_text_classifier(model, classes, *, templates="imagenet80", cache_dir=None) -> TextClassifier:
+def build_text_classifier(model, classes, *, templates="imagenet80", cache_dir=None,
+                          progress: bool = True) -> TextClassifier:
     """Embed a class set with a template set; returns a :class:`TextClassifier` on CPU.
 
     ``classes``: a registered class-set name (``"voc21"``), a ``.txt``/``.json`` file, a comma list
     (``"cat, dog"``), a list or a :class:`~clipapro.prompts.ClassSet`. ``templates``: a template-set
     name (``"imagenet80"``, ``"imagenet7"``, ``"maskclip85"``, ``"single"``), a file, one template
     with ``{}`` or a list. Raises ``ValueError`` for empty/duplicate classes or unknown sets.
+    ``progress``: a tqdm bar while many prompts are encoded (a cache hit encodes nothing).
 
     Example:
         >>> from clipapro.clip import create_model, build_text_classifier
@@ -137,7 +149,7 @@ def build_text_classifier(model, classes, *, templates="imagenet80", cache_dir=N
         hit = _load_cached(path, key)
         if hit is not None:
             return TextClassifier(cs, tpl, hit[0], hit[1], key)
-    weights, index = _encode_classes(model, cs, tpl)
+    weights, index = _encode_classes(model, cs, tpl, progress)
     if path is not None:
         from safetensors.torch import save_file
 

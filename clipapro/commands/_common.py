@@ -1,4 +1,5 @@
-"""Helpers shared by the commands (private: not a command): checked image reading and ``--figure``.
+"""What every command shares (private: not a command): the usage error, option parsing, deprecated
+option aliases, defaults read from library signatures, checked input paths and ``--figure``.
 
 A command that writes labels gets a figure option in two lines::
 
@@ -8,34 +9,150 @@ A command that writes labels gets a figure option in two lines::
 
 from __future__ import annotations
 
+import argparse
+import ast
+import inspect
+import json
+import sys
 from pathlib import Path
 
+__all__ = [
+    "UsageError", "add_alias", "add_figure_argument", "check_outputs_apart", "defaults_of", "figure_path",
+    "flag_error",
+    "input_file", "parse_options", "read_input_image", "write_label_figure",
+]
 
-def read_image(path):
-    """Read a photo as uint8 (H, W, 3) RGB (numpy). Missing or unreadable files raise one clear error
-    naming the file: ``FileNotFoundError("image not found: ...")`` / ``ValueError("cannot read image
-    ...")`` (truncated and corrupt files included: the pixels are decoded here, not lazily)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+class UsageError(Exception):
+    """Bad arguments found after parsing (including missing or unreadable inputs): exit code 2."""
+
+
+def flag_error(err: BaseException, args, flags: dict | None = None) -> UsageError:
+    """A library error as a :class:`UsageError` in the command line's words: parameter names become
+    their flags (``threshold must ...`` -> ``--threshold must ...``). ``flags`` maps parameter names
+    whose flag differs (``{"apro_options": "--apro-opt"}``); names with an underscore are replaced
+    anywhere, plain words only at the start of the message."""
+    import re
+
+    names = {k: f"--{k.replace('_', '-')}" for k in vars(args) if not k.startswith("_")}
+    names.update(flags or {})
+    text = str(err)
+    head, sep, rest = text.partition(" ")
+    if sep and head.rstrip(":") in names:
+        text = names[head.rstrip(":")] + head[len(head.rstrip(":")):] + " " + rest
+    for name, flag in names.items():
+        if "_" in name:
+            text = re.sub(rf"(?<![-\w]){re.escape(name)}(?![\w-])", flag, text)
+    return UsageError(text)
+
+
+def parse_options(items, flag: str) -> dict:
+    """``["key=value", ...]`` from a repeatable ``--xxx-opt KEY=VALUE`` flag -> dict.
+
+    VALUE is read as a Python literal (``3``, ``0.1``, ``True``, ``(8, 16)``, ``'text'``), else as JSON
+    (``true``, ``null``, ``[1, 2]``), else kept as a plain string.
+
+    Example:
+        >>> parse_options(["zeta_g=0.02", "mode=parallel", "dilations=(8, 16)", "flag=true"], "--refine-opt")
+        {'zeta_g': 0.02, 'mode': 'parallel', 'dilations': (8, 16), 'flag': True}
+    """
+    out = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"{flag} must be KEY=VALUE with KEY a name, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            try:
+                out[key] = json.loads(value)
+            except (json.JSONDecodeError, RecursionError):
+                out[key] = value
+    return out
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option spelling kept for one release: stores into the new option's dest and warns."""
+
+    def __init__(self, option_strings, dest, *, new: str, inner_nargs=None, inner_const=None, append=False,
+                 **kwargs):
+        self.new, self.inner_const, self.append = new, inner_const, append
+        super().__init__(option_strings, dest, nargs=inner_nargs, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"clipapro: warning: {option_string} is deprecated and will be removed, use {self.new}",
+              file=sys.stderr, flush=True)
+        if self.nargs == 0:
+            values = self.inner_const
+        if self.append:
+            values = list(getattr(namespace, self.dest, None) or []) + [values]
+        setattr(namespace, self.dest, values)
+
+
+def add_alias(parser, old: str, new: str, *, flag: bool = False, const=True, append: bool = False) -> None:
+    """Keep ``old`` as a hidden, warning spelling of the option ``new`` (same destination); ``flag``:
+    ``old`` takes no value and stores ``const``; ``append``: ``new`` is a repeatable option."""
+    dest = new.lstrip("-").replace("-", "_")
+    for action in parser._actions:  # a required option: argparse would not count the alias as given
+        if new in action.option_strings and action.required:
+            action.required = False
+            action.help = f"{action.help} (required)"
+            required = list(parser.get_default("_required_options") or [])
+            parser.set_defaults(_required_options=required + [(dest, new)])
+    parser.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS, inner_nargs=0 if flag else None, inner_const=const,
+                        append=append)
+
+
+def defaults_of(fn) -> dict:
+    """Keyword defaults of a library function (``--help`` shows the library's own defaults).
+
+    Example:
+        >>> defaults_of(lambda *, a=1, b="x": None)
+        {'a': 1, 'b': 'x'}
+    """
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def input_file(path, what: str = "input") -> Path:
+    """A given input file that must exist and be a regular, readable file (UsageError otherwise)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise UsageError(f"{what} {p} is not a regular file")
     try:
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
-    if arr.size == 0:
-        raise ValueError(f"cannot read image {path}: it has no pixels")
-    return arr
+        with open(p, "rb"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot read {what} {p}: {err.strerror or err}") from None
+    return p
 
 
-def image_to_tensor(image):
-    """uint8 (H, W, 3) numpy -> float32 (1, 3, H, W) tensor in [0, 1]."""
-    import torch
+def read_input_image(path, what: str = "image"):
+    """:func:`clipapro.io.read_image` of a file the user named: missing or unreadable is a UsageError."""
+    from clipapro.io import UnreadableFileError, read_image
 
-    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+    try:
+        return read_image(path)
+    except (FileNotFoundError, UnreadableFileError) as err:
+        raise UsageError(str(err).replace("image", what, 1)) from None
+
+
+def check_outputs_apart(inputs, outputs) -> None:
+    """UsageError when two outputs are the same file, or an output would overwrite an input."""
+    seen: dict[Path, str] = {}
+    ins = {Path(p).resolve(): str(p) for p in inputs}
+    for out in outputs:
+        key = Path(out).resolve()
+        if key in ins:
+            raise UsageError(f"output {out} would overwrite the input {ins[key]}")
+        if key in seen:
+            raise UsageError(f"two outputs would go to the same file {out} (from {seen[key]!r} and {str(out)!r}); "
+                             "rename one input or write to separate folders")
+        seen[key] = str(out)
 
 
 _FIGURE_HELP = "also write a figure (PNG): the photo with the label colours and a legend of the classes present"

@@ -20,9 +20,13 @@ def add_arguments(parser) -> None:
     add_figure_argument(parser)
 
 
+#: Options whose value may start with "-" (a negative coordinate): the CLI joins them as --boxes=VALUE.
+NEGATIVE_VALUE_OPTIONS = ("--boxes",)
+
+
 def parse_boxes(text: str):
     """Parse ``"x0,y0,x1,y1;..."`` into a list of 4-float lists (UsageError on bad syntax)."""
-    from clipapro.cli import UsageError
+    from clipapro.commands._common import UsageError
 
     boxes = []
     for i, part in enumerate(p for p in text.replace(" ", "").split(";") if p):
@@ -42,19 +46,19 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from clipapro._io import atomic_path, save_label_png
     from clipapro.adapters.boxes import check_boxes
     from clipapro.adapters.tools import box_to_probs
-    from clipapro.cli import UsageError
-    from clipapro.commands._common import read_image, write_label_figure
+    from clipapro.commands._common import UsageError, check_outputs_apart, read_input_image, write_label_figure
+    from clipapro.io import atomic_path, image_to_tensor, save_label_png
 
     boxes = parse_boxes(args.boxes)
     if args.rounds < 1:
         raise UsageError("--rounds must be >= 1")
     if not 0 < args.threshold < 1:
         raise UsageError("--threshold must lie in (0, 1)")
-    photo = read_image(args.image)
-    image = torch.from_numpy(photo).permute(2, 0, 1).to(torch.float64) / 255
+    check_outputs_apart([args.image], [p for p in (args.out, args.probs_out, args.figure) if p])
+    photo = read_input_image(args.image)
+    image = image_to_tensor(photo, dtype=torch.float64)[0]
     try:
         b = check_boxes(boxes, image.shape[1], image.shape[2])
     except ValueError as err:

@@ -23,7 +23,10 @@ _VOCABULARY = ["background: sky, wall, floor, table, tree, building", "person", 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="demo_out", help="folder for the figures and summary.json")
+    parser.add_argument("--out-dir", default="demo_out", help="folder for the figures and summary.json")
+    from clipapro.commands._common import add_alias
+
+    add_alias(parser, "--out", "--out-dir")
     parser.add_argument("--max-side", type=int, default=320,
                         help="shrink each photo so its longer side is at most this (smaller is faster)")
     parser.add_argument("--model", default="ViT-B-16",
@@ -73,23 +76,23 @@ def how_to_get_weights(model: str) -> str:
 def _tensor(img):
     import torch
 
-    return torch.from_numpy(img.copy()).permute(2, 0, 1).to(torch.float64) / 255
+    from clipapro.io import image_to_tensor
+
+    return image_to_tensor(img, dtype=torch.float64)[0]
 
 
 def _save_input(out, name: str, array=None, *, labels=None, probs=None) -> str:
     """Write a demo input under ``out/inputs`` (photo PNG, scribble PNG or probabilities .npy) so the
     printed ``clipapro`` commands can be run on it; returns its path."""
-    import numpy as np
     from PIL import Image
 
-    from clipapro._io import atomic_path, save_label_png
+    from clipapro.io import atomic_path, save_label_png, save_probs
 
     path = out / "inputs" / name
     if labels is not None:
         save_label_png(path, labels)
     elif probs is not None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, probs.astype(np.float32))
+        save_probs(path, probs)
     else:
         with atomic_path(path) as tmp:
             Image.fromarray(array).save(tmp, format="PNG")
@@ -160,7 +163,7 @@ def _scribbles_and_refine(out, max_side, summary):
         summary["scribble2mask"][photo] = {"classes": list(names), "scribbled_pixels": int((scribbles != 255).sum()),
                                            "command": cmd}
         refine_cmd = (f"python -m clipapro refine {photo_file} {_save_input(out, f'{photo}_coarse.npy', probs=coarse)} "
-                      f"--method apro --out {out / f'{photo}_refined.npy'} --labels-out {out / f'{photo}_refined.png'}")
+                      f"--refine apro --out {out / f'{photo}_refined.npy'} --labels-out {out / f'{photo}_refined.png'}")
         summary["refine"][photo] = {"reference": "scribble mask", "mIoU": miou, "command": refine_cmd}
         print(f"refinement       {path}  mIoU vs the scribble mask: "
               + ", ".join(f"{t} {v}" for t, v in miou.items()) + f" ({bars.name})"
@@ -197,8 +200,8 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from clipapro._io import write_json_atomic
-    from clipapro.cli import UsageError
+    from clipapro.commands._common import UsageError
+    from clipapro.io import write_json_atomic
 
     if args.max_side < 32:
         raise UsageError(f"--max-side must be >= 32, got {args.max_side}")
@@ -208,7 +211,7 @@ def run(args) -> int:
     if args.pretrained is not None and not Path(args.pretrained).is_file():
         raise UsageError(f"--pretrained {args.pretrained} is not a file")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing below may download
-    out = Path(args.out)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     summary = {"max_side": args.max_side, "box2mask": {}, "scribble2mask": {}, "refine": {}}

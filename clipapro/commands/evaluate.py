@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 
 def _dataset_options(args) -> dict:
-    from clipapro.cli import UsageError
+    from clipapro.commands._common import UsageError
 
     name = args.dataset
     generic = name == "folder" or name.startswith("hf:")
@@ -56,9 +56,9 @@ def _dataset_options(args) -> dict:
 def run(args) -> int:
     from pathlib import Path
 
-    from clipapro._io import write_bytes_atomic, write_json_atomic
-    from clipapro.cli import UsageError
+    from clipapro.commands._common import UsageError
     from clipapro.data import build_dataset, get_dataset_spec
+    from clipapro.io import write_bytes_atomic, write_json_atomic
     from clipapro.metrics import evaluate_predictions
 
     if args.workers < 0:

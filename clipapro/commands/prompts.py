@@ -12,7 +12,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from clipapro.cli import UsageError
+    from clipapro.commands._common import UsageError
     from clipapro.prompts import get_class_set, get_templates, list_class_sets, list_template_sets
 
     classes, templates = list_class_sets(), list_template_sets()

@@ -8,41 +8,49 @@ Example (one GPU, or ``torchrun --nproc_per_node=8 -m clipapro pseudo-label ...`
 
 from __future__ import annotations
 
+from clipapro.commands._common import add_alias, defaults_of, flag_error
+
 NAME = "pseudo-label"
-HELP = "write APro-refined CLIP pseudo labels for a dataset split (resumable, torchrun-sharded)"
+HELP = "write refined CLIP pseudo labels for a dataset split (resumable, torchrun-sharded)"
 
 
 def add_arguments(parser) -> None:
+    from clipapro.pseudo.pipeline import PseudoLabelJob
+    from clipapro.refiners import list_refiners
+
+    d = defaults_of(PseudoLabelJob.create)  # the library's defaults, shown by --help
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", required=True,
                    help="catalog name (voc21, context60, cocostuff171, folder, hf:...)")
-    g.add_argument("--root", default=None, help="dataset root folder")
-    g.add_argument("--split", default=None,
+    g.add_argument("--root", default=d["root"], help="dataset root folder")
+    g.add_argument("--split", default=d["split"],
                    help="split to label (e.g. trainaug); default: train (folder datasets: all images)")
-    g.add_argument("--classes", default=None,
+    g.add_argument("--classes", default=d["classes"],
                    help="class set of the text classifier (name, file, comma list); default: the dataset's")
     g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for the dataset reader (repeatable)")
-    g.add_argument("--limit", type=int, default=None, help="label only the first N images (smoke runs)")
+    g.add_argument("--limit", type=int, default=d["limit"], help="label only the first N images (smoke runs)")
     c = parser.add_argument_group("CLIP")
-    c.add_argument("--model", default="ViT-B-16", help="CLIP model name (clipapro.clip.create_model)")
-    c.add_argument("--pretrained", default=None, help="pretrained tag or local checkpoint path")
-    c.add_argument("--backend", default="open_clip", help="open_clip or transformers")
-    c.add_argument("--precision", default="fp32", help="fp32, fp16 or bf16")
-    c.add_argument("--templates", default="imagenet80", help="prompt template set")
-    c.add_argument("--text-cache", default=None, help="folder caching text embeddings")
+    c.add_argument("--model", default=d["model"], help="CLIP model name (clipapro.clip.create_model)")
+    c.add_argument("--pretrained", default=d["pretrained"], help="pretrained tag or local checkpoint path")
+    c.add_argument("--backend", default=d["backend"], help="open_clip or transformers")
+    c.add_argument("--precision", default=d["precision"], help="fp32, fp16 or bf16")
+    c.add_argument("--templates", default=d["templates"], help="prompt template set")
+    c.add_argument("--cache-dir", default=d["cache_dir"], help="folder caching text embeddings")
+    add_alias(c, "--text-cache", "--cache-dir")
     c.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for create_model (repeatable)")
     c.add_argument("--clip-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for predict_probs, e.g. short_side=336 (repeatable)")
-    c.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
+    c.add_argument("--device", default=d["device"], help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
     r = parser.add_argument_group("refinement and output")
-    r.add_argument("--refine", default="auto", help="refiner: auto, apro, none, or a clipapro.refine method")
+    r.add_argument("--refine", default=d["refine"],
+                   help=f"refiner: auto (the default refiner) or one of {', '.join(list_refiners())}")
     r.add_argument("--refine-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="refiner option, e.g. zeta_g=0.02 (repeatable)")
-    r.add_argument("--refine-workers", type=int, default=0,
+    r.add_argument("--refine-workers", type=int, default=d["refine_workers"],
                    help="threads refining and writing while CLIP predicts the next images (GPU runs); 0: inline")
-    r.add_argument("--threshold", type=float, default=None,
+    r.add_argument("--threshold", type=float, default=d["threshold"],
                    help="pixels whose top refined probability is below this become 255 (ignored in training)")
     r.add_argument("--soft", action="store_true", help="also write float16 soft labels (soft/<id>.npz)")
     r.add_argument("--out-dir", required=True, help="output folder (manifest.json, labels/, soft/)")
@@ -51,14 +59,27 @@ def add_arguments(parser) -> None:
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: PseudoLabelJob.create parameters whose flag is not their name
+_FLAGS = {"refine_options": "--refine-opt", "model_options": "--model-opt", "predict_options": "--clip-opt",
+          "dataset_options": "--dataset-opt"}
+
+
 def run(args) -> int:
-    from clipapro.cli import UsageError
+    from clipapro.commands._common import parse_options
     from clipapro.pseudo.pipeline import PseudoLabelJob
 
-    try:
-        job = PseudoLabelJob.from_args(args)  # every check that can fail runs before any work
-    except (ValueError, FileNotFoundError, PermissionError) as err:
-        raise UsageError(str(err)) from err
+    try:  # every check that can fail runs before any work
+        job = PseudoLabelJob.create(
+            dataset=args.dataset, root=args.root, split=args.split, classes=args.classes,
+            dataset_options=parse_options(args.dataset_opt, "--dataset-opt"), limit=args.limit, model=args.model,
+            pretrained=args.pretrained, backend=args.backend, precision=args.precision, templates=args.templates,
+            cache_dir=args.cache_dir, model_options=parse_options(args.model_opt, "--model-opt"),
+            predict_options=parse_options(args.clip_opt, "--clip-opt"), device=args.device, refine=args.refine,
+            refine_options=parse_options(args.refine_opt, "--refine-opt"), refine_workers=args.refine_workers,
+            threshold=args.threshold, soft=args.soft, out_dir=args.out_dir, overwrite=args.overwrite,
+            progress=not args.no_progress)
+    except (ValueError, TypeError, ImportError, FileNotFoundError, PermissionError) as err:
+        raise flag_error(err, args, _FLAGS) from err
     stats = job.run()
     if job.info.is_main:
         print(f"pseudo-label: {stats['done']} written, {stats['skipped']} already present on rank 0; "

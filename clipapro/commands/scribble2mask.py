@@ -21,21 +21,33 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from clipapro._io import save_label_png
     from clipapro.adapters.labels import points_to_labels, read_points_json, read_scribble_png
     from clipapro.adapters.tools import scribble_to_mask
-    from clipapro.cli import UsageError
-    from clipapro.commands._common import read_image, write_label_figure
+    from clipapro.commands._common import (
+        UsageError,
+        check_outputs_apart,
+        input_file,
+        read_input_image,
+        write_label_figure,
+    )
+    from clipapro.io import image_to_tensor, save_label_png
 
     if args.rounds < 0:
         raise UsageError("--rounds must be >= 0")
-    photo = read_image(args.image)
-    image = torch.from_numpy(photo).permute(2, 0, 1).to(torch.float64) / 255
+    if args.point_radius < 0:
+        raise UsageError(f"--point-radius must be >= 0, got {args.point_radius}")
+    input_file(args.scribbles, "scribble file")
+    check_outputs_apart([args.image, args.scribbles], [p for p in (args.out, args.figure) if p])
+    photo = read_input_image(args.image)
+    image = image_to_tensor(photo, dtype=torch.float64)[0]
     size = tuple(image.shape[1:])
-    if str(args.scribbles).lower().endswith(".json"):
-        labels = points_to_labels(read_points_json(args.scribbles, size=size), size, radius=args.point_radius)
-    else:
-        labels = read_scribble_png(args.scribbles, size=size)
+    try:  # a bad annotation file is a bad argument: found before any work, named in one line
+        if str(args.scribbles).lower().endswith(".json"):
+            labels = points_to_labels(read_points_json(args.scribbles, size=size), size, radius=args.point_radius)
+        else:
+            labels = read_scribble_png(args.scribbles, size=size)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     mask = scribble_to_mask(image, torch.from_numpy(labels), rounds=args.rounds)
     save_label_png(args.out, mask.numpy())
     classes = sorted(int(c) for c in torch.unique(mask))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from clipapro.commands._common import (
+    UsageError,
+    add_alias,
     add_figure_argument,
+    check_outputs_apart,
     figure_path,
-    image_to_tensor,
-    read_image,
+    input_file,
+    read_input_image,
     write_label_figure,
 )
 
@@ -14,7 +19,7 @@ NAME = "segment"
 HELP = "segment images with a CLIP dense prediction (MaskCLIP/ClearCLIP/SCLIP/NACLIP) and refine it"
 DESCRIPTION = (
     "Segment IMAGE files into the classes of a class set with a training-free CLIP dense prediction, "
-    "refined with the image (clipapro.refine; --no-refine skips it). Writes <stem>.png (palette label "
+    "refined with the image (clipapro.refine; --refine none skips it). Writes <stem>.png (palette label "
     "map, value = class index) and <stem>_overlay.png per image into --out-dir. Without --pretrained the "
     "model's usual weights tag is used (openai for ViT-B-16, RN50, ...); offline, pass a local checkpoint."
 )
@@ -58,9 +63,14 @@ def add_arguments(parser) -> None:
                         help="drop non-background classes covering at most this fraction (SCLIP: 0.1)")
     parser.add_argument("--synonyms", default="max-cosine", choices=("max-cosine", "max-prob"),
                         help="how a class with several prompt names scores (max-prob = SCLIP/NACLIP)")
-    parser.add_argument("--no-refine", action="store_true", help="skip the refinement with the image")
-    parser.add_argument("--refine-method", default="auto",
-                        help="clipapro.refine method (auto, apro, pamr, ...)")
+    from clipapro.refiners import list_refiners
+
+    parser.add_argument("--refine", default="auto",
+                        help=f"refiner (clipapro.refine): auto or one of {', '.join(list_refiners())}; none skips it")
+    parser.add_argument("--refine-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="refiner option, e.g. w_tree=5 (repeatable)")
+    add_alias(parser, "--refine-method", "--refine")
+    add_alias(parser, "--no-refine", "--refine", flag=True, const="none")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
     parser.add_argument("--no-overlay", action="store_true", help="write only the label maps")
     add_figure_argument(parser, many=True)
@@ -74,8 +84,6 @@ def add_arguments(parser) -> None:
 
 
 def _check_args(args) -> None:
-    from clipapro.cli import UsageError
-
     for opt in ("short_side", "slide_crop", "slide_stride"):
         value = getattr(args, opt)
         if value is not None and value < 1:
@@ -88,35 +96,51 @@ def _check_args(args) -> None:
         raise UsageError("--random-init and --pretrained exclude each other")
 
 
+def _planned_outputs(args, out_dir):
+    outs = []
+    for path in args.images:
+        stem = Path(path).stem
+        outs.append(out_dir / f"{stem}.png")
+        if not args.no_overlay:
+            outs.append(out_dir / f"{stem}_overlay.png")
+        fig = figure_path(args.figure, path, len(args.images))
+        if fig is not None:
+            outs.append(fig)
+    return outs
+
+
 def run(args) -> int:
     _check_args(args)
-    from pathlib import Path
-
     from PIL import Image
     from tqdm import tqdm
 
-    from clipapro._io import atomic_path, save_label_png
     from clipapro.clip import build_text_classifier, create_model, predict_probs
+    from clipapro.commands._common import parse_options
+    from clipapro.io import MAX_PNG_CLASSES, atomic_path, image_to_tensor, save_label_png
+    from clipapro.refiners import make_refiner
 
     out_dir = Path(args.out_dir)
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"image not found: {missing[0]}")
+    for path in args.images:
+        input_file(path, "image")
+    check_outputs_apart(args.images, _planned_outputs(args, out_dir))  # before any work
+    try:
+        options = parse_options(args.refine_opt, "--refine-opt")
+        refine = None if args.refine == "none" else make_refiner(args.refine, **options)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
     model = create_model(args.model, pretrained=args.pretrained, backend=args.backend, device=args.device,
                          precision=args.precision, random_init=args.random_init, quick_gelu=args.quick_gelu)
     cache = args.cache_dir or str(out_dir / ".text_cache")
     clf = build_text_classifier(model, args.classes, templates=args.templates, cache_dir=cache)
-    if clf.num_classes > 255:
-        raise ValueError(f"{clf.num_classes} classes do not fit a palette PNG (max 255)")
-    from clipapro import refine as refine_fn
+    if clf.num_classes > MAX_PNG_CLASSES:
+        raise UsageError(f"{clf.num_classes} classes do not fit a palette PNG (at most {MAX_PNG_CLASSES})")
     from clipapro.viz import overlay
 
-    refine = None if args.no_refine else (lambda img, p: refine_fn(img, p, method=args.refine_method))
     for path in tqdm(args.images, desc="segment", unit="img", disable=len(args.images) < 2):
         stem = Path(path).stem
         if args.skip_existing and (out_dir / f"{stem}.png").is_file():
             continue
-        image = image_to_tensor(read_image(path))
+        image = image_to_tensor(read_input_image(path))
         probs = predict_probs(model, image.to(args.device), clf, dense_mode=args.dense_mode,
                               slide_crop=args.slide_crop, slide_stride=args.slide_stride,
                               short_side=args.short_side, logit_scale=args.logit_scale,

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from clipapro import io as _io
+from clipapro.io import IGNORE_INDEX
 
 __all__ = [
-    "IGNORE_INDEX", "DatasetItemError", "FileListDataset", "Sample", "read_image", "read_label_png",
+    "IGNORE_INDEX", "DatasetItemError", "FileListDataset", "LimitedDataset", "Sample", "read_image", "read_label_png",
     "read_split_file", "reduce_zero_label",
 ]
 
@@ -36,44 +37,22 @@ class DatasetItemError(ValueError):
         self.sample_id = sample_id
 
 
-def _open_image(path: Path, what: str):
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise DatasetItemError(f"{what} file not found: {path}", path=path)
-    try:
-        img = Image.open(path)
-        img.load()  # decode now, so a truncated file fails here and names itself
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetItemError(f"cannot read {what} {path}: {err}", path=path) from err
-    return img
-
-
 def read_image(path) -> np.ndarray:
-    """Read an image file as RGB uint8 of shape (H, W, 3); grey, palette and RGBA images are converted.
-
-    Example:
-        >>> img = read_image("JPEGImages/2007_000033.jpg")  # doctest: +SKIP
-        >>> img.shape, img.dtype  # doctest: +SKIP
-        ((366, 500, 3), dtype('uint8'))
-    """
-    img = _open_image(Path(path), "image")
-    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
+    """:func:`clipapro.io.read_image` (uint8 (H, W, 3) RGB), its errors raised as
+    :class:`DatasetItemError` naming the file."""
+    try:
+        return _io.read_image(path)
+    except (FileNotFoundError, _io.UnreadableFileError) as err:
+        raise DatasetItemError(str(err), path=path) from None
 
 
 def read_label_png(path) -> np.ndarray:
-    """Read a label map PNG as int64 (H, W): palette ('P') PNGs give their indices, not colours.
-
-    Accepts modes P, L, I and I;16 (one channel); an RGB label file is an error, because its colours
-    would silently become wrong labels.
-    """
-    path = Path(path)
-    img = _open_image(path, "label map")
-    if img.mode not in ("P", "L", "I", "I;16", "1"):
-        raise DatasetItemError(
-            f"label map {path} has mode {img.mode!r}: expected a single-channel index PNG (P or L)", path=path
-        )
-    return np.asarray(img, dtype=np.int64)
+    """:func:`clipapro.io.read_label_png` (int64 (H, W) indices), its errors raised as
+    :class:`DatasetItemError` naming the file."""
+    try:
+        return _io.read_label_png(path)
+    except (FileNotFoundError, _io.UnreadableFileError) as err:
+        raise DatasetItemError(str(err), path=path) from None
 
 
 def read_split_file(path) -> list[str]:
@@ -201,3 +180,26 @@ def check_label_range(mask: np.ndarray, num_classes: int, *, where) -> None:
 
 def missing_folder_error(path: Path, what: str, hint: str) -> FileNotFoundError:
     return FileNotFoundError(f"{what} folder not found: {path} ({hint})")
+
+
+class LimitedDataset:
+    """The first ``limit`` samples of a dataset (quick runs); keeps ``classes`` / ``num_classes``."""
+
+    def __init__(self, dataset, limit: int):
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.dataset, self.limit = dataset, min(limit, len(dataset))
+        self.classes, self.num_classes = dataset.classes, dataset.num_classes
+        samples = getattr(dataset, "samples", None)
+        if samples is not None:
+            self.samples = samples[: self.limit]
+        if hasattr(dataset, "load_mask"):
+            self.load_mask = dataset.load_mask
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.limit:
+            raise IndexError(index)
+        return self.dataset[index]

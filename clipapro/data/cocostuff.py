@@ -64,7 +64,7 @@ def convert_stuffthingmaps(src_dir, dst_dir, *, overwrite: bool = False, progres
     from PIL import Image
     from tqdm import tqdm
 
-    from clipapro._io import atomic_path
+    from clipapro.io import atomic_path
 
     src, dst = Path(src_dir), Path(dst_dir)
     if not src.is_dir():

@@ -9,11 +9,17 @@ Example:
     {'0': 50.0, '1': 0.0}
 """
 
-from .confusion import ConfusionMatrix, all_reduce_sum, confusion_counts, metrics_from_counts
-from .evaluator import evaluate_pipeline, evaluate_predictions
+from .confusion import ConfusionMatrix, confusion_counts, metrics_from_counts
+from .evaluator import (
+    SemSegEvaluator,
+    evaluate_pipeline,
+    evaluate_predictions,
+    inference_on_dataset,
+    read_prediction_png,
+)
 from .report import SegMetrics
 
 __all__ = [
-    "ConfusionMatrix", "SegMetrics", "all_reduce_sum", "confusion_counts", "evaluate_pipeline",
-    "evaluate_predictions", "metrics_from_counts",
+    "ConfusionMatrix", "SegMetrics", "SemSegEvaluator", "confusion_counts", "evaluate_pipeline",
+    "evaluate_predictions", "inference_on_dataset", "metrics_from_counts", "read_prediction_png",
 ]

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import torch
 
+from clipapro.distributed import all_reduce_sum
+from clipapro.io import IGNORE_INDEX
+
 from .report import SegMetrics
 
 __all__ = ["ConfusionMatrix", "confusion_counts", "metrics_from_counts"]
@@ -35,7 +38,7 @@ def _as_label_tensor(x, name: str, device=None) -> torch.Tensor:
     return x.long()
 
 
-def confusion_counts(pred, target, num_classes: int, *, ignore_index: int = 255) -> torch.Tensor:
+def confusion_counts(pred, target, num_classes: int, *, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Counts (K, K+1) int64: row = ground-truth class, column = predicted class, column K = out of range.
 
     ``pred`` and ``target`` are integer label maps of the same shape (any rank: (H, W) or (B, H, W)),
@@ -88,7 +91,7 @@ class ConfusionMatrix:
 
     Args:
         num_classes: K; labels are 0..K-1.
-        ignore_index: ground-truth value that never counts (255).
+        ignore_index: ground-truth value that never counts (:data:`clipapro.io.IGNORE_INDEX`).
         device: where the counts live (default: the device of the first ``update``'s target).
         class_names: optional names (K) used as keys in the reports.
 
@@ -102,7 +105,7 @@ class ConfusionMatrix:
         0.5
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int = 255, device=None, class_names=None):
+    def __init__(self, num_classes: int, *, ignore_index: int = IGNORE_INDEX, device=None, class_names=None):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
         if 0 <= ignore_index < num_classes:
@@ -166,16 +169,3 @@ class ConfusionMatrix:
         metrics.class_names = self.class_names
         return metrics
 
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over all processes when ``torch.distributed`` is initialised; identity otherwise."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    if dist.get_backend() == "nccl" and t.device.type != "cuda":
-        out = t.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(out)
-        return out.to(t.device)
-    dist.all_reduce(t)
-    return t

@@ -3,7 +3,6 @@
 * :mod:`~clipapro.pseudo.labels`: generation, manifest, resume, sharding (``clipapro pseudo-label``).
 * :mod:`~clipapro.pseudo.train`: the self-training loop with exact resume (``clipapro train``).
 * :mod:`~clipapro.pseudo.student`: registry of student segmentation networks.
-* :mod:`~clipapro.pseudo.distributed`: torchrun rank/world helpers (NCCL on GPU, gloo on CPU).
 
 Example:
     >>> from clipapro.pseudo import create_student, probs_to_labels
@@ -19,12 +18,10 @@ from clipapro.pseudo.labels import (
     probs_to_labels,
     soft_path,
 )
-from clipapro.pseudo.refiners import get_refiner, list_refiners, register_refiner
 from clipapro.pseudo.student import create_student, list_students, register_student
 from clipapro.pseudo.train import TrainConfig, apro_soft_loss, train_student
 
 __all__ = [
-    "TrainConfig", "apro_soft_loss", "config_hash", "create_student", "generate_pseudo_labels", "get_refiner",
-    "label_path", "list_refiners", "list_students", "load_soft_labels", "probs_to_labels", "register_refiner",
-    "register_student", "soft_path", "train_student",
+    "TrainConfig", "apro_soft_loss", "config_hash", "create_student", "generate_pseudo_labels", "label_path",
+    "list_students", "load_soft_labels", "probs_to_labels", "register_student", "soft_path", "train_student",
 ]

@@ -11,7 +11,7 @@ Every file is written to a temporary name and renamed, so a label file either ex
 all; rerunning skips images whose files exist and redoes the rest (resume). Each image is processed
 alone (batch of one) so its bytes never depend on which other images share a batch, a shard or a
 resumed run. Under ``torchrun`` rank r of W takes images r, r+W, r+2W, ... (see
-:func:`~clipapro.pseudo.distributed.shard_indices`).
+:func:`~clipapro.distributed.shard_indices`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from clipapro._io import atomic_path, save_label_png, write_json_atomic
-from clipapro.pseudo.distributed import shard_indices
+from clipapro.distributed import shard_indices
+from clipapro.io import IGNORE_INDEX, MAX_PNG_CLASSES, atomic_path, image_to_tensor, save_label_png, write_json_atomic
 
 __all__ = [
     "check_writable_dir", "config_hash", "generate_pseudo_labels", "item_ids", "label_path",
@@ -66,7 +66,7 @@ def soft_path(out_dir, image_id: str) -> Path:
 
 
 def probs_to_labels(probs: torch.Tensor, *, threshold: float | None = None,
-                    ignore_index: int = 255) -> np.ndarray:
+                    ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Argmax labels of (K, H, W) probabilities as (H, W) uint8; pixels whose top probability is
     below ``threshold`` become ``ignore_index``.
 
@@ -77,8 +77,8 @@ def probs_to_labels(probs: torch.Tensor, *, threshold: float | None = None,
     """
     if probs.dim() != 3:
         raise ValueError(f"probs must be (K, H, W), got shape {tuple(probs.shape)}")
-    if probs.shape[0] > 255:
-        raise ValueError(f"at most 255 classes fit a uint8 label PNG, got {probs.shape[0]}")
+    if probs.shape[0] > MAX_PNG_CLASSES:
+        raise ValueError(f"at most {MAX_PNG_CLASSES} classes fit a uint8 label PNG, got {probs.shape[0]}")
     top, labels = probs.max(0)
     if threshold is not None:
         labels = torch.where(top < threshold, torch.full_like(labels, ignore_index), labels)
@@ -172,14 +172,6 @@ def load_image(dataset, index: int) -> np.ndarray:
     return _get(dataset[index], "image")
 
 
-def image_to_tensor(image) -> torch.Tensor:
-    """(H, W, 3) uint8 array/tensor -> (1, 3, H, W) float32 in [0, 1]."""
-    t = image.clone() if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image, copy=True))
-    if t.dim() != 3 or t.shape[-1] != 3 or t.dtype != torch.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8, got shape {tuple(t.shape)} dtype {t.dtype}")
-    return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-
-
 def dense_probs_at(probs: torch.Tensor, size) -> torch.Tensor:
     """Bilinearly resize (B, K, h, w) probabilities to ``size`` = (H, W) and renormalise per pixel."""
     if tuple(probs.shape[-2:]) == tuple(size):
@@ -198,7 +190,8 @@ def generate_pseudo_labels(dataset, predict, refine, out_dir, *, threshold: floa
         dataset: indexable, items with ``image`` (H, W, 3) uint8 and ``id`` (attributes or keys).
         predict: ``fn(image (1, 3, H, W) float in [0, 1]) -> (1, K, h, w)`` class probabilities
             (any h, w; resized to H, W here).
-        refine: ``fn(probs (1, K, H, W) float32 CPU, image (1, 3, H, W)) -> (1, K, H, W)``.
+        refine: ``fn(image (1, 3, H, W), probs (1, K, H, W) float32 CPU) -> (1, K, H, W)`` (the refiner
+            contract, e.g. :func:`clipapro.pseudo.pipeline.bound_refiner`).
         threshold: top probability below which a pixel is labelled 255.
         soft: also write float16 soft labels.
         limit: process at most this many of the dataset's images (the first ones), for smoke runs.
@@ -225,7 +218,7 @@ def generate_pseudo_labels(dataset, predict, refine, out_dir, *, threshold: floa
 
     def finish(image_id: str, probs: torch.Tensor, image: torch.Tensor) -> float:
         t = time.perf_counter()
-        refined = refine(probs, image)
+        refined = refine(image, probs)
         seconds = time.perf_counter() - t
         if soft:  # soft file first: the label PNG is the marker that an image is finished
             save_soft_labels(soft_path(out_dir, image_id), refined[0])

@@ -1,31 +1,9 @@
-"""Small helpers shared by the ``pseudo-label`` and ``train`` commands: option parsing and the
-checks that must pass before any work starts (dataset, class set, output folder)."""
+"""Checks shared by the pseudo-labelling and training jobs that must pass before any work starts:
+the dataset and the class set."""
 
 from __future__ import annotations
 
-import ast
-
-__all__ = ["check_class_set", "load_dataset", "parse_kv"]
-
-
-def parse_kv(pairs, what: str) -> dict:
-    """``["k=v", ...]`` -> dict; values are Python literals when they parse (``3``, ``0.1``, ``True``),
-    else strings.
-
-    Example:
-        >>> parse_kv(["zeta_g=0.02", "mode=parallel"], "--refine-opt")
-        {'zeta_g': 0.02, 'mode': 'parallel'}
-    """
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{what} expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value
-    return out
+__all__ = ["check_class_set", "load_dataset"]
 
 
 def load_dataset(name: str, root, split, *, classes=None, options=None):

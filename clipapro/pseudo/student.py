@@ -5,7 +5,7 @@ resolution. The torchvision architectures are built with ``weights=None`` (no do
 ``backbone_weights`` (a local ``.pth`` state dict of the torchvision backbone, e.g. the ImageNet
 ResNet-50 file) to start from a pretrained backbone, as MaskCLIP+ does.
 
-Names: ``deeplabv3_resnet50`` (default, the MaskCLIP+ student family is DeepLab), ``deeplabv3_resnet101``,
+Names: ``deeplabv3_resnet50``, ``deeplabv3_resnet101`` (the default of ``clipapro train``: MaskCLIP+ trains DeepLab),
 ``deeplabv3_mobilenet_v3_large``, ``fcn_resnet50``, ``fcn_resnet101``, ``lraspp_mobilenet_v3_large``,
 ``clip_vit`` (the CLIP image tower with the MaskCLIP dense path and a classifier initialised from
 the class prompts' text embeddings; ``backbone_weights`` = the CLIP checkpoint, options ``clip_model``,
@@ -116,9 +116,6 @@ _STUDENTS = {
     "clip_vit": _clip_vit,
 }
 
-DEFAULT_STUDENT = "deeplabv3_resnet50"
-
-
 def register_student(name: str, factory) -> None:
     """Add ``factory(num_classes, *, backbone_weights=None, **kw) -> nn.Module`` under ``name``."""
     _STUDENTS[name] = factory
@@ -126,6 +123,13 @@ def register_student(name: str, factory) -> None:
 
 def list_students() -> list[str]:
     return sorted(_STUDENTS)
+
+
+def check_student(name: str) -> str:
+    """Raise ValueError naming the registry when ``name`` is not a registered student."""
+    if name not in _STUDENTS:
+        raise ValueError(f"unknown student {name!r}: use one of {list_students()}")
+    return name
 
 
 def create_student(name: str, num_classes: int, *, backbone_weights=None, **kw) -> Student:

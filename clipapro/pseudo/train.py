@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from clipapro._io import write_json_atomic
+from clipapro.distributed import StopSignal, all_reduce_sum, barrier, dist_info
+from clipapro.io import IGNORE_INDEX, atomic_path, write_json_atomic
 from clipapro.pseudo import checkpoint as ckpt
-from clipapro.pseudo.distributed import StopSignal, all_reduce_sum, barrier, dist_info
 from clipapro.pseudo.evaluate import evaluate_student
 from clipapro.pseudo.labels import config_hash
 from clipapro.pseudo.student import create_student
@@ -198,7 +198,7 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
                 due = config.eval_every and (step % config.eval_every == 0 or step == total)
                 if val_dataset is not None and due and not preempted:
                     scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
-                                              rank=info.rank, world_size=info.world_size, limit=config.eval_limit)
+                                              limit=config.eval_limit).as_dict()  # percent, as everywhere
                     result["eval"] = scores
                     log.write(step=step, eval_mIoU=scores["mIoU"], eval_aAcc=scores["aAcc"])
                 if step >= stop or preempted:
@@ -215,8 +215,6 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
         net_ = model.module if hasattr(model, "module") else model
         with_meta = {"model": net_.state_dict(), "student": config.student, "num_classes": config.num_classes,
                      "config": ident, "config_hash": chash}
-        from clipapro._io import atomic_path
-
         with atomic_path(out_dir / "model_final.pt") as tmp:
             torch.save(with_meta, tmp)
         write_json_atomic(out_dir / "metrics.json", {"step": step, "last_loss": result["last_loss"],
@@ -229,8 +227,8 @@ def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfi
     with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
         logits = net(images)
     logits = logits.float()
-    if bool((labels != 255).any()):
-        ce = F.cross_entropy(logits, labels, ignore_index=255)
+    if bool((labels != IGNORE_INDEX).any()):
+        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     else:  # an all-ignore crop: keep the graph (DDP needs every rank to backprop) with zero loss
         ce = logits.sum() * 0.0
     loss = ce

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipapro.pseudo.distributed import (
+from clipapro.distributed import (
     DistInfo,
     cleanup_distributed,
     dist_info,
@@ -15,8 +15,7 @@ from clipapro.pseudo.distributed import (
     resolve_device,
 )
 from clipapro.pseudo.labels import MANIFEST, check_writable_dir, item_ids, missing_labels
-from clipapro.pseudo.options import load_dataset, parse_kv
-from clipapro.pseudo.student import list_students
+from clipapro.pseudo.options import load_dataset
 from clipapro.pseudo.train import TrainConfig, train_student
 
 __all__ = ["TrainJob", "read_pseudo_manifest"]
@@ -26,7 +25,7 @@ def read_pseudo_manifest(pseudo_dir, dataset) -> dict:
     """Load ``pseudo_dir/manifest.json`` and check it matches ``dataset`` (class names, all labels)."""
     path = Path(pseudo_dir) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --pseudo-dir must be a `clipapro pseudo-label` output")
+        raise FileNotFoundError(f"{path} not found: pseudo_dir must be a `clipapro pseudo-label` output folder")
     manifest = json.loads(path.read_text())
     if list(manifest.get("classes", [])) != list(dataset.classes):
         raise ValueError(f"pseudo labels in {pseudo_dir} use classes {manifest.get('classes')} but the "
@@ -52,49 +51,64 @@ class TrainJob:
     resume: bool = True
 
     @classmethod
-    def from_args(cls, args) -> TrainJob:
-        for name in ("steps", "batch_size", "ckpt_every", "log_every"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-        if args.student not in list_students():
-            raise ValueError(f"unknown student {args.student!r}: use one of {list_students()}")
-        if args.pseudo_dir is None and not args.clean_labels:
-            raise ValueError("give --pseudo-dir (output of `clipapro pseudo-label`) or --clean-labels")
-        lo, hi = args.scale_range
+    def create(cls, *, dataset: str, out_dir, root=None, split: str | None = None, classes=None,
+               dataset_options: dict | None = None, pseudo_dir=None, clean_labels: bool = False,
+               val_split: str | None = None, eval_every: int = 2000, eval_limit: int | None = None,
+               student: str = "deeplabv3_resnet101", backbone_weights: str | None = None,
+               student_options: dict | None = None, steps: int = 20000, batch_size: int = 8, lr: float = 0.01,
+               weight_decay: float = 5e-4, crop_size=(512, 512), scale_range=(0.5, 2.0), flip: bool = True,
+               apro_weight: float = 0.0, apro_options: dict | None = None, soft_weight: float = 0.0,
+               amp: bool = True, seed: int = 0, ckpt_every: int = 1000, log_every: int = 50,
+               stop_at: int | None = None, resume: bool = True, workers: int = 4, device: str = "auto",
+               progress: bool = True) -> TrainJob:
+        """Check a training configuration and return the job; raises ValueError / FileNotFoundError /
+        PermissionError naming the bad argument before any work.
+
+        ``pseudo_dir``: output of ``clipapro pseudo-label`` (required unless ``clean_labels``, which
+        trains on the dataset's own masks: the fully supervised upper bound); ``val_split``: split
+        with ground truth evaluated every ``eval_every`` steps (0: never); ``apro_weight``: weight of
+        the online APro soft-label loss on the student's own predictions; ``soft_weight``: weight of
+        the cross-entropy with stored soft labels (``pseudo-label --soft``).
+        """
+        from clipapro.pseudo.student import check_student
+
+        for name, value in (("steps", steps), ("batch_size", batch_size), ("ckpt_every", ckpt_every),
+                            ("log_every", log_every)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_student(student)
+        if pseudo_dir is None and not clean_labels:
+            raise ValueError("give pseudo_dir (output of `clipapro pseudo-label`) or set clean_labels")
+        lo, hi = scale_range
         if not 0 < lo <= hi:
-            raise ValueError(f"--scale-range must satisfy 0 < MIN <= MAX, got {args.scale_range}")
-        opts = parse_kv(args.dataset_opt, "--dataset-opt")
-        train_set = load_dataset(args.dataset, args.root, args.split, classes=args.classes, options=opts)
+            raise ValueError(f"scale_range must satisfy 0 < MIN <= MAX, got {tuple(scale_range)}")
+        train_set = load_dataset(dataset, root, split, classes=classes, options=dataset_options)
         val_set = None
-        if args.val_split and args.eval_every:
-            val_set = load_dataset(args.dataset, args.root, args.val_split, classes=args.classes,
-                                   options=opts)
+        if val_split and eval_every:
+            val_set = load_dataset(dataset, root, val_split, classes=classes, options=dataset_options)
         pseudo_hash = None
-        if args.soft_weight > 0 and args.clean_labels:
-            raise ValueError("--soft-weight needs --pseudo-dir with soft labels, not --clean-labels")
-        if not args.clean_labels:
-            manifest = read_pseudo_manifest(args.pseudo_dir, train_set)
+        if soft_weight > 0 and clean_labels:
+            raise ValueError("soft_weight needs pseudo_dir with soft labels, not clean_labels")
+        if not clean_labels:
+            manifest = read_pseudo_manifest(pseudo_dir, train_set)
             pseudo_hash = manifest.get("config_hash")
-            if args.soft_weight > 0 and not manifest.get("config", {}).get("soft"):
-                raise ValueError(f"--soft-weight needs soft labels: {args.pseudo_dir} was made without --soft")
-        student_options = parse_kv(args.student_opt, "--student-opt")
-        if args.student == "clip_vit" and "classes" not in student_options:  # text-initialised classifier
+            if soft_weight > 0 and not manifest.get("config", {}).get("soft"):
+                raise ValueError(f"soft_weight needs soft labels: {pseudo_dir} was made without --soft")
+        student_options = dict(student_options or {})
+        if student == "clip_vit" and "classes" not in student_options:  # text-initialised classifier
             cs = train_set.class_set
             student_options["classes"] = [[n, list(p)] for n, p in zip(cs.names, cs.prompts, strict=True)]
-        out_dir = check_writable_dir(args.out)
+        out = check_writable_dir(out_dir)
         info = dist_info()
-        device = resolve_device(args.device, info)
+        dev = resolve_device(device, info)
         config = TrainConfig(
-            num_classes=train_set.num_classes, student=args.student, backbone_weights=args.backbone_weights,
-            student_options=student_options,
-            steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            crop_size=tuple(args.crop_size), scale_range=(lo, hi), flip=not args.no_flip,
-            apro_weight=args.apro_weight, soft_weight=args.soft_weight,
-            apro_options=parse_kv(args.apro_opt, "--apro-opt"),
-            amp=not args.no_amp, seed=args.seed, pseudo_hash=pseudo_hash, stop_at=args.stop_at,
-            eval_every=args.eval_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
-            workers=args.workers, eval_limit=args.eval_limit, progress=not args.no_progress)
-        if config.apro_weight > 0:  # bad --apro-opt values fail now, on a 4x4 toy input
+            num_classes=train_set.num_classes, student=student, backbone_weights=backbone_weights,
+            student_options=student_options, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            crop_size=tuple(crop_size), scale_range=(lo, hi), flip=bool(flip), apro_weight=apro_weight,
+            soft_weight=soft_weight, apro_options=dict(apro_options or {}), amp=bool(amp), seed=seed,
+            pseudo_hash=pseudo_hash, stop_at=stop_at, eval_every=eval_every, ckpt_every=ckpt_every,
+            log_every=log_every, workers=workers, eval_limit=eval_limit, progress=bool(progress))
+        if config.apro_weight > 0:  # bad apro_options fail now, on a 4x4 toy input
             import torch
 
             import clipapro
@@ -102,9 +116,9 @@ class TrainJob:
             try:
                 clipapro.apro(torch.full((1, 2, 4, 4), 0.5), torch.rand(1, 3, 4, 4), **config.apro_options)
             except TypeError as err:
-                raise ValueError(f"--apro-opt: {err}") from err
-        return cls(config, train_set, val_set, None if args.clean_labels else args.pseudo_dir, out_dir,
-                   device, info, resume=not args.no_resume)
+                raise ValueError(f"apro_options: {err}") from err
+        return cls(config, train_set, val_set, None if clean_labels else pseudo_dir, out, dev, info,
+                   resume=bool(resume))
 
     def run(self) -> dict:
         self.info = init_distributed(self.device)

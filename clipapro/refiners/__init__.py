@@ -1,16 +1,18 @@
-"""Refinement of coarse class probabilities with the image: one call, sensible defaults.
+"""Refinement of coarse class probabilities with the image: one call, one registry, sensible defaults.
 
     import clipapro
-    refined = clipapro.refine(image_uint8_hw3, probs_khw)            # default method ("auto")
+    refined = clipapro.refine(image_uint8_hw3, probs_khw)            # the default method ("auto")
     refined = clipapro.refine(image, logits, logits=True, method="pamr")
 
-Methods (``REFINERS``, a plain dict name -> function(image (B, 3, H, W), probs (B, K, H, W), **options)):
+Methods (:func:`list_refiners`; each ``fn(image (B, 3, H, W), probs (B, K, H, W), **options)``,
+registered with :func:`register_refiner`, defaults in its signature, :func:`refiner_defaults`):
 
-- ``crf-tree``: mean-field CRF with exact all-pairs tree messages (unary-aware; the default).
+- ``crf-tree``: mean-field CRF with exact all-pairs tree messages (unary-aware).
 - ``apro``: the paper's APro exactly (GP + LP averaging, no unary); ``apro-gp`` / ``apro-lp`` keep
   one of its two targets.
 - ``pamr``: PAMR (Araslanov & Roth, CVPR 2020) as used by SCLIP / NACLIP.
 - ``densecrf``: DenseCRF through the optional ``pydensecrf2`` package (benchmark baseline).
+- ``none``: the probabilities unchanged.
 
 ``"auto"`` is :data:`DEFAULT_METHOD`, chosen by ``scripts/refine_quality.py`` (README, "Refinement
 quality"). Knows the propagation ops, nothing of CLIP or datasets.
@@ -18,30 +20,30 @@ quality"). Knows the propagation ops, nothing of CLIP or datasets.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
-from clipapro.refiners._inputs import check_pair, image_to_tensor, probs_to_tensor
-from clipapro.refiners.apro_method import apro_refine
-from clipapro.refiners.crf_tree import CRF_TREE_DEFAULTS, crf_tree
-from clipapro.refiners.densecrf import DENSECRF_DEFAULTS, densecrf
-from clipapro.refiners.pamr import PAMR_DEFAULTS, pamr
-
-REFINERS = {
-    "crf-tree": crf_tree,
-    "apro": apro_refine,
-    "apro-gp": functools.partial(apro_refine, parts="global"),
-    "apro-lp": functools.partial(apro_refine, parts="local"),
-    "pamr": pamr,
-    "densecrf": densecrf,
-}
+from clipapro.io import image_to_tensor, probs_to_tensor
+from clipapro.refiners import apro_method, crf_tree, densecrf, pamr  # noqa: F401  (they register themselves)
+from clipapro.refiners.registry import (
+    RefinerSpec,
+    get_refiner,
+    list_refiners,
+    refiner_defaults,
+    register_refiner,
+)
 
 #: The method ``method="auto"`` runs (best mIoU gain per second in the quality study).
 DEFAULT_METHOD = "crf-tree"
 
-__all__ = ["CRF_TREE_DEFAULTS", "DEFAULT_METHOD", "DENSECRF_DEFAULTS", "PAMR_DEFAULTS", "REFINERS", "refine"]
+__all__ = ["DEFAULT_METHOD", "RefinerSpec", "get_refiner", "list_refiners", "make_refiner", "refine",
+           "refiner_defaults", "register_refiner"]
+
+
+@register_refiner("none")
+def _none(image: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """The coarse probabilities unchanged."""
+    return probs
 
 
 def refine(image, probs, *, method: str = "auto", logits: bool = False, **options):
@@ -49,11 +51,12 @@ def refine(image, probs, *, method: str = "auto", logits: bool = False, **option
 
     Args:
         image: uint8 (H, W, 3) or (B, H, W, 3) photo, or float (3, H, W) / (B, 3, H, W) in [0, 1];
-            numpy array or tensor.
+            numpy array, tensor or PIL image.
         probs: (K, H, W) or (B, K, H, W) class probabilities summing to one along K (numpy or
             tensor), or logits / unnormalised scores with ``logits=True`` (softmax over K first).
-        method: ``"auto"`` (:data:`DEFAULT_METHOD`) or a key of :data:`REFINERS`.
-        options: keyword options of the method (see each method's docstring), e.g. ``w_tree=5``.
+        method: ``"auto"`` (:data:`DEFAULT_METHOD`) or a name from :func:`list_refiners`.
+        options: keyword options of the method (see :func:`refiner_defaults`), e.g. ``w_tree=5``;
+            ``tree=`` a prebuilt :func:`clipapro.kruskal_tree` of the image for methods that accept one.
 
     Returns:
         Refined probabilities, same shape as ``probs``, float32, summing to one along K; a numpy
@@ -65,14 +68,36 @@ def refine(image, probs, *, method: str = "auto", logits: bool = False, **option
         >>> refine(img, p).shape
         torch.Size([4, 24, 32])
     """
-    if not isinstance(method, str) or (method != "auto" and method not in REFINERS):
-        raise ValueError(f"method must be 'auto' or one of {sorted(REFINERS)}, got {method!r}")
-    fn = REFINERS[DEFAULT_METHOD if method == "auto" else method]
+    spec = get_refiner(method)
+    spec.check_options(options)
+    spec.check_available()
     img = image_to_tensor(image)
     p, squeeze = probs_to_tensor(probs, logits=bool(logits))
-    check_pair(img, p)
-    out = fn(img, p, **options).to(torch.float32)
+    if img.shape[-2:] != p.shape[-2:]:
+        raise ValueError(f"probs has H x W = {tuple(p.shape[-2:])} but image has {tuple(img.shape[-2:])}")
+    if img.shape[0] != p.shape[0]:
+        raise ValueError(f"probs has batch {p.shape[0]} but image has batch {img.shape[0]}")
+    out = spec.fn(img, p, **options).to(torch.float32)
     out = out[0] if squeeze else out
     if isinstance(probs, np.ndarray):
         return out.numpy()
     return out.to(probs.device)
+
+
+def make_refiner(method: str = "auto", **options):
+    """``fn(image, probs) -> probs``: :func:`refine` with ``method`` and ``options`` bound, checked now
+    (unknown method or option, missing optional package), for jobs that refine many images.
+
+    Example:
+        >>> fn = make_refiner("apro", iterations=5)
+        >>> fn(torch.rand(1, 3, 8, 8), torch.softmax(torch.randn(1, 3, 8, 8), 1)).shape
+        torch.Size([1, 3, 8, 8])
+    """
+    spec = get_refiner(method)
+    spec.check_options(options)
+    spec.check_available()
+
+    def fn(image, probs):
+        return refine(image, probs, method=method, **options)
+
+    return fn

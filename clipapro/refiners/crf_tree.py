@@ -18,12 +18,7 @@ import torch.nn.functional as F
 from clipapro._validate import check_choice, check_int, check_positive
 from clipapro.propagation import kruskal_tree, tree_filter
 from clipapro.refiners._shift import pad_replicate, ring_offsets, shifted
-
-#: Chosen by scripts/refine_quality.py on the VOC photos (README, "Refinement quality").
-CRF_TREE_DEFAULTS = {
-    "zeta": 0.03, "w_tree": 10.0, "w_local": 10.0, "zeta_local": 0.15, "local_dilations": (1, 2, 4),
-    "iterations": 5, "guide": "rgb", "norm": "sym", "suppress": 0.0, "eps": 1e-4, "scale": 8, "lowres": True,
-}
+from clipapro.refiners.registry import register_refiner
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -63,6 +58,7 @@ def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
+@register_refiner("crf-tree")
 @torch.no_grad()
 def crf_tree(image: torch.Tensor, probs: torch.Tensor, *, zeta=0.03, w_tree: float = 10.0, w_local: float = 10.0,
              zeta_local: float = 0.15, local_dilations=(1, 2, 4), iterations: int = 5, guide: str = "rgb",

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-DENSECRF_DEFAULTS = {"iterations": 5, "sxy_gaussian": 3.0, "compat_gaussian": 3.0, "sxy_bilateral": 80.0,
-                     "srgb": 13.0, "compat_bilateral": 10.0}
+from clipapro.refiners.registry import register_refiner
 
 
 def _import():
@@ -23,11 +22,12 @@ def _import():
     return dcrf
 
 
+@register_refiner("densecrf", requires=[("pydensecrf", "pydensecrf2")])
 @torch.no_grad()
 def densecrf(image: torch.Tensor, probs: torch.Tensor, *, iterations: int = 5, sxy_gaussian: float = 3.0,
              compat_gaussian: float = 3.0, sxy_bilateral: float = 80.0, srgb: float = 13.0,
              compat_bilateral: float = 10.0) -> torch.Tensor:
-    """(B, 3, H, W) image in [0, 1], (B, K, H, W) probabilities -> DenseCRF marginals (B, K, H, W).
+    """DenseCRF via pydensecrf2 (baseline): (B, 3, H, W) image in [0, 1], (B, K, H, W) probs -> marginals.
 
     Example:
         >>> img = torch.rand(1, 3, 16, 16)

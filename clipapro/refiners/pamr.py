@@ -17,8 +17,7 @@ import torch
 
 from clipapro._validate import check_int
 from clipapro.refiners._shift import pad_replicate, ring_offsets, shifted
-
-PAMR_DEFAULTS = {"steps": 10, "dilations": (8, 16)}  # NACLIP/SCLIP settings
+from clipapro.refiners.registry import register_refiner
 
 
 def pamr_affinity(image: torch.Tensor, dilations) -> tuple[torch.Tensor, list[tuple[int, int]], int]:
@@ -35,9 +34,10 @@ def pamr_affinity(image: torch.Tensor, dilations) -> tuple[torch.Tensor, list[tu
     return torch.softmax(k.mean(1), 1), offsets, pad
 
 
+@register_refiner("pamr")
 @torch.no_grad()
 def pamr(image: torch.Tensor, probs: torch.Tensor, *, steps: int = 10, dilations=(8, 16)) -> torch.Tensor:
-    """Refine (B, K, H, W) probabilities with PAMR guided by the (B, 3, H, W) image in [0, 1].
+    """PAMR, NACLIP/SCLIP settings by default (10 steps, dilations 8 and 16). Refine (B, K, H, W) probabilities with PAMR guided by the (B, 3, H, W) image in [0, 1].
 
     Example:
         >>> img = torch.rand(1, 3, 32, 32)

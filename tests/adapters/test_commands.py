@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipapro._io import save_label_png
 from clipapro.cli import main
+from clipapro.io import save_label_png
 
 from ..conftest import make_photo
 
@@ -46,6 +46,7 @@ def test_scribble2mask_png_and_points(photo, tmp_path):
 
 def test_scribble2mask_wrong_size_is_a_clear_error(photo, tmp_path, capsys):
     save_label_png(tmp_path / "s.png", np.zeros((10, 10)))
-    assert main(["scribble2mask", str(photo), str(tmp_path / "s.png"), "--out", str(tmp_path / "m.png")]) == 1
+    # bad or missing input files are bad arguments: exit 2
+    assert main(["scribble2mask", str(photo), str(tmp_path / "s.png"), "--out", str(tmp_path / "m.png")]) == 2
     assert "10x10 (H x W) but the image is 40x50" in capsys.readouterr().err
-    assert main(["scribble2mask", str(tmp_path / "nope.png"), str(tmp_path / "s.png"), "--out", "x.png"]) == 1
+    assert main(["scribble2mask", str(tmp_path / "nope.png"), str(tmp_path / "s.png"), "--out", "x.png"]) == 2

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipapro._io import save_label_png
 from clipapro.adapters.labels import (
     Point,
     points_to_labels,
@@ -12,6 +11,7 @@ from clipapro.adapters.labels import (
     read_scribble_png,
     write_points_json,
 )
+from clipapro.io import save_label_png
 
 
 def test_scribble_png_roundtrip(tmp_path):

@@ -50,14 +50,15 @@ def test_segment_errors(tiny_model_files, tmp_path, capsys):
     base = ["segment", img, "--classes", "cat,dog", "--model", cfg, "--out-dir", str(tmp_path / "o")]
     assert main(base + ["--pretrained", ckpt, "--slide-stride", "8"]) == 2
     assert "--slide-stride needs --slide-crop" in capsys.readouterr().err
-    assert main(base + ["--pretrained", str(tmp_path / "nope.bin")]) == 1
+    # missing or unreadable inputs are bad arguments: exit 2, one line naming the file
+    assert main(base + ["--pretrained", str(tmp_path / "nope.bin")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["segment", str(tmp_path / "missing.jpg"), "--classes", "cat,dog", "--model", cfg,
-                 "--pretrained", ckpt, "--out-dir", str(tmp_path / "o")]) == 1
+                 "--pretrained", ckpt, "--out-dir", str(tmp_path / "o")]) == 2
     assert "image not found" in capsys.readouterr().err
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     assert main(["segment", str(tmp_path / "bad.jpg"), "--classes", "cat,dog", "--model", cfg,
-                 "--pretrained", ckpt, "--out-dir", str(tmp_path / "o"), "--no-refine"]) == 1
+                 "--pretrained", ckpt, "--out-dir", str(tmp_path / "o"), "--refine", "none"]) == 2
     assert "cannot read image" in capsys.readouterr().err
 
 
@@ -69,7 +70,7 @@ def test_segment_offline_tag_error_says_how_to_pass_a_file(tmp_path, capsys, mon
 
     monkeypatch.setattr(open_clip, "create_model", offline)
     img = _photo(tmp_path / "p.png")
-    argv = ["segment", img, "--classes", "cat,dog", "--model", "ViT-B-16", "--out-dir", str(tmp_path)]
+    argv = ["segment", img, "--classes", "cat,dog", "--model", "ViT-B-16", "--out-dir", str(tmp_path / "out")]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "ViT-B-16/openai" in err and "--pretrained /path/to/open_clip_model.bin" in err

@@ -32,11 +32,11 @@ def test_missing_and_corrupt_checkpoints(tmp_path, vit_cfg):
         create_model("tiny", model_cfg=vit_cfg, pretrained=str(tmp_path / "missing.bin"))
     bad = tmp_path / "corrupt.safetensors"
     bad.write_bytes(b"\x00garbage")
-    with pytest.raises(RuntimeError, match="could not load checkpoint .*corrupt.safetensors"):
+    with pytest.raises(ValueError, match="could not load checkpoint .*corrupt.safetensors"):
         create_model("tiny", model_cfg=vit_cfg, pretrained=str(bad))
     wrong = tmp_path / "wrong.safetensors"
     save_file({"visual.proj": torch.zeros(3, 3)}, str(wrong))
-    with pytest.raises(RuntimeError, match="could not load checkpoint"):
+    with pytest.raises(ValueError, match="could not load checkpoint"):
         create_model("tiny", model_cfg=vit_cfg, pretrained=str(wrong))
     with pytest.raises(ValueError, match="no weights"):
         create_model("tiny", model_cfg=vit_cfg)

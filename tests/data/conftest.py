@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipapro._io import voc_palette
+from clipapro.io import voc_palette
 
 SIZES = [(5, 7), (6, 4), (8, 8)]  # (H, W) per sample: odd sizes catch H/W swaps
 

@@ -56,7 +56,7 @@ def test_pipeline_equals_saved_predictions_and_resumes(voc_with_preds, tmp_path)
 
 def test_pipeline_bad_prediction_shape(voc_root):
     ds = VOCDataset(voc_root[0], split="val")
-    with pytest.raises(ValueError, match=r"predict returned shape \(2, 2\) for sample 2007_000000"):
+    with pytest.raises(ValueError, match=r"prediction for sample 2007_000000 has shape \(2, 2\)"):
         evaluate_pipeline(lambda img: np.zeros((2, 2), np.int64), ds, progress=False)
     with pytest.raises(TypeError, match="predict must be callable"):
         evaluate_pipeline(None, ds)
@@ -115,5 +115,5 @@ def test_cli_usage_errors(voc_with_preds, capsys):
     assert main([*base, "--dataset", "voc21"]) == 2
     assert main([*base, "--dataset", "folder", "--root", str(root)]) == 2
     assert "--classes is required" in capsys.readouterr().err
-    assert main([*base, "--dataset", "voc21", "--root", str(root), "--split", "test"]) == 1
+    assert main([*base, "--dataset", "voc21", "--root", str(root), "--split", "test"]) == 2  # missing input
     assert "split file not found" in capsys.readouterr().err

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clipapro.io import voc_palette
+
 CLASSES = "background, red, green"
 
 
@@ -66,6 +68,7 @@ def voc_root(tmp_path):
         image = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
         image.save(base / "JPEGImages" / f"{i}.jpg")
         mask = Image.fromarray(rng.integers(0, 21, (24, 40), dtype=np.uint8), mode="P")
+        mask.putpalette(voc_palette())  # a palette PNG without a palette reads back remapped (Pillow 13)
         mask.save(base / "SegmentationClass" / f"{i}.png")
     (base / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids) + "\n")
     return base

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from clipapro.cli import main
+from clipapro.distributed import shard_indices
 from clipapro.pseudo import labels as L
-from clipapro.pseudo.distributed import shard_indices
 
 from .conftest import CLASSES
 

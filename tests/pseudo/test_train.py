@@ -9,7 +9,7 @@ import torch
 
 from clipapro.data import build_dataset
 from clipapro.pseudo import TrainConfig, create_student, train_student
-from clipapro.pseudo.evaluate import evaluate_student, scores_from_confusion
+from clipapro.pseudo.evaluate import evaluate_student
 from clipapro.pseudo.trainset import epoch_batches
 
 from .conftest import CLASSES
@@ -26,13 +26,13 @@ def test_clean_labels_drive_loss_down_and_miou_up(toy_root, tmp_path):
     torch.set_num_threads(1)
     ds = build_dataset("folder", toy_root, classes=CLASSES)
     torch.manual_seed(0)
-    before = evaluate_student(create_student("tiny_fcn", 3), ds, num_classes=3, device="cpu")
+    before = evaluate_student(create_student("tiny_fcn", 3), ds, num_classes=3, device="cpu").as_dict()
     cfg = _config(steps=60, batch_size=4, lr=0.1, ckpt_every=60, log_every=5, eval_every=60)
     result = train_student(cfg, ds, pseudo_dir=None, out_dir=tmp_path / "run", val_dataset=ds)
     losses = [r["loss"] for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
               if "loss" in r]
     assert losses[-1] < 0.6 * losses[0]
-    assert result["eval"]["mIoU"] > before["mIoU"] + 0.2
+    assert result["eval"]["mIoU"] > before["mIoU"] + 20  # percent, as everywhere
     assert (tmp_path / "run" / "model_final.pt").is_file()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["step"] == 60
 
@@ -76,14 +76,6 @@ def test_batch_plan_shards_are_disjoint_and_cover_epoch():
     flat2 = sorted(i for p in parts for b in p for i, _ in b)
     assert flat1 == flat2 == list(range(12))
     assert epoch_batches(12, epoch=4, seed=7, batch_size=4) != one
-
-
-def test_scores_from_confusion_matches_hand_computation():
-    conf = torch.tensor([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
-    s = scores_from_confusion(conf, ["a", "b", "c"])
-    assert s["IoU"]["a"] == pytest.approx(5 / 8) and s["IoU"]["b"] == pytest.approx(3 / 6)
-    assert s["IoU"]["c"] is None and s["mIoU"] == pytest.approx((5 / 8 + 0.5) / 2)
-    assert s["aAcc"] == pytest.approx(8 / 11)
 
 
 def test_clip_student_starts_as_maskclip_and_trains(toy_root, tmp_path):

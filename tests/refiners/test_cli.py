@@ -42,13 +42,14 @@ def test_cli_logits_and_default_method(files):
 def test_cli_errors(files, capsys):
     d, _, probs = files
     args = [str(d / "im.png"), str(d / "p.npy"), "--out", str(d / "o.npy")]
-    assert main(["refine", *args, "--method", "nope"]) == 2
-    assert main(["refine", *args, "--option", "no_equals"]) == 2
-    assert main(["refine", *args, "--option", "bogus=1"]) == 2
+    assert main(["refine", *args, "--refine", "nope"]) == 2
+    assert main(["refine", *args, "--refine-opt", "no_equals"]) == 2
+    assert main(["refine", *args, "--refine-opt", "bogus=1"]) == 2
+    # bad input files are bad arguments too (exit 2), found before any work
     np.save(d / "bad.npy", probs * 3)
-    assert main(["refine", args[0], str(d / "bad.npy"), "--out", str(d / "o.npy")]) == 1
+    assert main(["refine", args[0], str(d / "bad.npy"), "--out", str(d / "o.npy")]) == 2
     assert "sum to one" in capsys.readouterr().err
     np.save(d / "small.npy", probs[:, :5])
-    assert main(["refine", args[0], str(d / "small.npy"), "--out", str(d / "o.npy")]) == 1
-    assert main(["refine", str(d / "missing.png"), args[1], "--out", str(d / "o.npy")]) == 1
+    assert main(["refine", args[0], str(d / "small.npy"), "--out", str(d / "o.npy")]) == 2
+    assert main(["refine", str(d / "missing.png"), args[1], "--out", str(d / "o.npy")]) == 2
     assert not (d / "o.npy").exists()

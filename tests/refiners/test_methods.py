@@ -132,14 +132,3 @@ def test_pamr_matches_loop_reference():
                         for x_ in range(w)] for y in range(h)] for c in range(k)])
     out = pamr(img, p, steps=steps, dilations=dil)
     np.testing.assert_allclose(out[0].numpy(), q, atol=1e-10)
-
-
-def test_defaults_dicts_match_signatures():
-    import inspect
-
-    from clipapro.refiners import CRF_TREE_DEFAULTS, DENSECRF_DEFAULTS, PAMR_DEFAULTS
-    from clipapro.refiners.densecrf import densecrf
-
-    for fn, defaults in [(crf_tree, CRF_TREE_DEFAULTS), (pamr, PAMR_DEFAULTS), (densecrf, DENSECRF_DEFAULTS)]:
-        params = inspect.signature(fn).parameters
-        assert {k: params[k].default for k in defaults} == defaults

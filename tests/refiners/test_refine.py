@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import clipapro
-from clipapro.refiners import DEFAULT_METHOD, REFINERS, refine
+from clipapro.refiners import DEFAULT_METHOD, get_refiner, list_refiners, refine, refiner_defaults, register_refiner
 
 # DenseCRF is an optional benchmark dependency; every other method must run everywhere.
-METHODS = [m for m in REFINERS if m != "densecrf"]
+METHODS = [m for m in list_refiners() if m != "densecrf"]
 try:
     import pydensecrf.densecrf  # noqa: F401
 
@@ -98,10 +98,12 @@ def test_float_image_equals_uint8_image():
 
 
 def test_registry_and_auto():
-    assert DEFAULT_METHOD in REFINERS
-    assert {"apro", "crf-tree", "pamr", "densecrf"} <= set(REFINERS)
-    assert all(callable(f) for f in REFINERS.values())
+    assert DEFAULT_METHOD in list_refiners() and get_refiner("auto").name == DEFAULT_METHOD
+    assert {"apro", "apro-gp", "apro-lp", "crf-tree", "pamr", "densecrf", "none"} <= set(list_refiners())
+    assert all(callable(get_refiner(m).fn) for m in list_refiners())
+    assert get_refiner("apro").accepts_tree and not get_refiner("pamr").accepts_tree
     img, p = _scene()
+    torch.testing.assert_close(refine(img, p, method="none"), p)
     torch.testing.assert_close(refine(img, p), refine(img, p, method=DEFAULT_METHOD))
     torch.testing.assert_close(clipapro.refine(img, p), refine(img, p))
 
@@ -123,7 +125,7 @@ def test_apro_method_is_the_papers_apro():
     (lambda img, p: (img, p[0]), "shape"),
     (lambda img, p: (img, p[:0]), "empty"),
     (lambda img, p: (img, p.long()), "floating"),
-    (lambda img, p: ("photo.png", p), "numpy array or torch.Tensor"),
+    (lambda img, p: ("photo.png", p), "numpy array, torch.Tensor or PIL image"),
     (lambda img, p: (np.stack([img, img]), p[None]), "batch"),
 ])
 def test_bad_inputs(bad, match):
@@ -135,10 +137,12 @@ def test_bad_inputs(bad, match):
 
 def test_bad_method_and_options():
     img, p = _scene()
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="unknown refiner 'nope'"):
         refine(img, p, method="nope")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not_an_option"):
         refine(img, p, method="crf-tree", not_an_option=1)
+    with pytest.raises(TypeError, match="tree"):  # only methods that declare accepts_tree take one
+        refine(img, p, method="pamr", tree=None)
     with pytest.raises(ValueError, match="w_tree"):
         refine(img, p, method="crf-tree", w_tree=-1)
     with pytest.raises(ValueError, match="guide"):
@@ -151,3 +155,35 @@ def test_apro_parts_are_the_papers_targets():
     parts = clipapro.apro(p[None], f, return_parts=True)
     torch.testing.assert_close(refine(img, p, method="apro-gp"), parts.global_[0])
     torch.testing.assert_close(refine(img, p, method="apro-lp"), parts.local[0])
+
+
+def test_defaults_are_read_from_the_signatures():
+    import inspect
+
+    from clipapro.refiners.pamr import pamr
+
+    params = inspect.signature(pamr).parameters
+    assert refiner_defaults("pamr") == {k: params[k].default for k in ("steps", "dilations")}
+    apro_params = inspect.signature(clipapro.apro).parameters
+    assert refiner_defaults("apro")["zeta_g"] == apro_params["zeta_g"].default
+    assert "return_parts" not in refiner_defaults("apro") and "tree" not in refiner_defaults("apro")
+
+
+def test_register_refiner_decorator_and_requirements():
+    from clipapro.refiners import registry
+
+    @register_refiner("test-double", requires=[("clipapro_no_such_module", "no-such-pkg")])
+    def _double(image, probs, *, factor: float = 2.0):
+        return probs
+
+    try:
+        assert "test-double" in list_refiners() and refiner_defaults("test-double") == {"factor": 2.0}
+        img, p = _scene()
+        with pytest.raises(ImportError, match="no-such-pkg"):
+            refine(img, p, method="test-double")
+    finally:
+        registry._REFINERS.pop("test-double")
+    with pytest.raises(ValueError, match="auto"):
+        register_refiner("auto")
+    with pytest.raises(TypeError, match="image, probs"):
+        register_refiner("one-arg")(lambda probs: probs)

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "barrier", "cleanup_distributed", "dist_info", "init_distributed", "shard_indices"]
+__all__ = [
+    "DistInfo", "StopSignal", "all_reduce_sum", "barrier", "broadcast_object", "cleanup_distributed", "dist_info",
+    "init_distributed", "is_main_process", "resolve_device", "shard_indices", "this_shard",
+]
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,19 @@ def barrier() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place (no-op in a single process); returns it."""
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    """Sum ``tensor`` over ranks in place (identity in a single process); returns the summed tensor.
+
+    NCCL reduces CUDA tensors only: a CPU tensor under NCCL travels to this rank's GPU and back (the
+    result is then written back into ``tensor``).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+        tensor.copy_(on_gpu.to(tensor.device))
+        return tensor
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
@@ -115,6 +128,22 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank must lie in [0, world_size), got rank={rank}, world_size={world_size}")
     return list(range(rank, n, world_size))
+
+
+def this_shard(n: int, shard: tuple[int, int] | None = None) -> list[int]:
+    """:func:`shard_indices` of this process in the initialised process group (all of ``range(n)``
+    without one, so results are never partial); ``shard=(rank, world_size)`` overrides it."""
+    if shard is None:
+        on = dist.is_available() and dist.is_initialized()
+        shard = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
+    if not (isinstance(shard, (tuple, list)) and len(shard) == 2):
+        raise ValueError(f"shard must be (rank, world_size), got {shard!r}")
+    return shard_indices(n, int(shard[0]), int(shard[1]))
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a single process)."""
+    return dist_info().is_main
 
 
 class StopSignal:
