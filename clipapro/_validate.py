@@ -82,3 +82,24 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def signature_defaults(fn, *, exclude=()) -> dict:
+    """Keyword defaults of ``fn`` read from its signature: where a default lives, once.
+
+    Example:
+        >>> signature_defaults(lambda x, *, a=1, b="x": None)
+        {'a': 1, 'b': 'x'}
+    """
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty and name not in exclude}
+
+
+def check_option_names(options: dict, fn, what: str, *, exclude=()) -> None:
+    """TypeError naming the keys of ``options`` that ``fn`` does not take as keywords."""
+    known = set(signature_defaults(fn, exclude=exclude))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"{what} got unknown option(s) {unknown}; it takes {sorted(known)}")

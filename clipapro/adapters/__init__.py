@@ -8,7 +8,7 @@
   ``scribble2mask`` commands).
 """
 
-from clipapro.adapters.boxes import BOX_APRO_DEFAULTS, BoxAProLoss, box_apro_targets, box_masks, check_boxes
+from clipapro.adapters.boxes import BoxAProLoss, box_apro_targets, box_masks, check_boxes
 from clipapro.adapters.labels import (
     Point,
     points_to_labels,
@@ -16,11 +16,11 @@ from clipapro.adapters.labels import (
     read_scribble_png,
     write_points_json,
 )
-from clipapro.adapters.points import POINT_APRO_DEFAULTS, AProSoftLabelLoss, PartialCrossEntropy
+from clipapro.adapters.points import AProSoftLabelLoss, PartialCrossEntropy
 from clipapro.adapters.tools import box_to_instances, box_to_probs, scribble_to_mask, scribble_to_probs
 
 __all__ = [
-    "BOX_APRO_DEFAULTS", "POINT_APRO_DEFAULTS", "AProSoftLabelLoss", "BoxAProLoss", "PartialCrossEntropy",
+    "AProSoftLabelLoss", "BoxAProLoss", "PartialCrossEntropy",
     "Point",
     "box_apro_targets", "box_masks", "box_to_instances", "box_to_probs", "check_boxes", "points_to_labels",
     "read_points_json", "read_scribble_png", "scribble_to_mask", "scribble_to_probs", "write_points_json",

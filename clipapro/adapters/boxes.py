@@ -16,27 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clipapro._validate import FLOAT_DTYPES, check_positive, check_tensor
+from clipapro._validate import FLOAT_DTYPES, check_option_names, check_positive, check_tensor
 from clipapro.propagation import AProTargets, KruskalTree, kruskal_tree, local_filter, tree_filter
 
-__all__ = ["BOX_APRO_DEFAULTS", "BoxAProLoss", "box_apro_targets", "box_masks", "box_projection_loss",
+__all__ = ["BoxAProLoss", "box_apro_targets", "box_masks", "box_projection_loss",
            "check_boxes"]
-
-#: Propagation defaults for an RGB guide in [0, 1]. The authors' values (zeta_g 0.01, zeta 0.07 for the
-#: label-guided GP, k=5, zeta_s 0.15, 20 iterations) act on mean/std-normalised images (std about
-#: 58/255), i.e. distances about 4.4x larger than in [0, 1] RGB; zeta_g/zeta_s below were picked on the
-#: real photos with ``scripts/adapters_quality.py`` (box2mask mIoU on the 5 VOC photos: zeta_g 0.03 ->
-#: 63.8, 0.01 -> 81.6, 0.005 -> 81.9; zeta_s 0.025/0.05/0.1 -> 78.7/79.3/80.2 at 16 bins). Noisy or
-#: synthetic images need a wider zeta_g (the training demo uses 0.05): with zeta_g far below the
-#: image's noise distance the GP is the identity and the global term vanishes.
-BOX_APRO_DEFAULTS = {
-    "zeta_g": 0.005,
-    "zeta_label": 0.07,
-    "kernel_size": 5,
-    "dilation": 1,
-    "zeta_s": 0.1,
-    "iterations": 20,
-}
 
 #: Loss weights of the authors' BoxSOLOv2 config (projection 3.0) and head (global 2.0, local 1.0).
 BOX_LOSS_WEIGHTS = {"projection": 3.0, "global": 2.0, "local": 1.0}
@@ -103,12 +87,8 @@ def _check_instance_inputs(mask_probs, image, boxes):
 
 @torch.no_grad()
 def box_apro_targets(mask_probs: torch.Tensor, image: torch.Tensor, boxes, *, tree: KruskalTree | None = None,
-                     zeta_g: float = BOX_APRO_DEFAULTS["zeta_g"],
-                     zeta_label: float = BOX_APRO_DEFAULTS["zeta_label"], label_gp: bool = True,
-                     kernel_size: int = BOX_APRO_DEFAULTS["kernel_size"],
-                     dilation: int = BOX_APRO_DEFAULTS["dilation"],
-                     zeta_s: float = BOX_APRO_DEFAULTS["zeta_s"],
-                     iterations: int = BOX_APRO_DEFAULTS["iterations"]):
+                     zeta_g: float = 0.005, zeta_label: float = 0.07, label_gp: bool = True,
+                     kernel_size: int = 5, dilation: int = 1, zeta_s: float = 0.1, iterations: int = 20):
     """APro's two soft pseudo masks for the M instances of one image, zero outside their boxes.
 
     Global target: GP of each instance's mask guided by the image (ONE tree for all instances; every
@@ -123,6 +103,15 @@ def box_apro_targets(mask_probs: torch.Tensor, image: torch.Tensor, boxes, *, tr
         image: (F, H, W) or (1, F, H, W) guide, same dtype (RGB in [0, 1] for the defaults).
         boxes: (M, 4) ``x0, y0, x1, y1`` pixel-edge coordinates (see module docstring).
         tree: optional prebuilt :func:`~clipapro.kruskal_tree` of ``image`` (1 image).
+        zeta_g, zeta_label, label_gp, kernel_size, dilation, zeta_s, iterations: the propagation
+            options (as :func:`clipapro.apro`), defaults for an RGB guide in [0, 1]. The authors'
+            values (zeta_g 0.01, zeta 0.07 for the label-guided GP, k=5, zeta_s 0.15, 20 iterations)
+            act on mean/std-normalised images (std about 58/255), i.e. distances about 4.4x larger
+            than in [0, 1] RGB; zeta_g/zeta_s here were picked on the real photos with
+            ``scripts/adapters_quality.py`` (box2mask mIoU on the 5 VOC photos: zeta_g 0.03 -> 63.8,
+            0.01 -> 81.6, 0.005 -> 81.9; zeta_s 0.025/0.05/0.1 -> 78.7/79.3/80.2 at 16 bins). Noisy
+            or synthetic images need a wider zeta_g (the training demo uses 0.05): with zeta_g far
+            below the image's noise distance the GP is the identity and the global term vanishes.
 
     Returns:
         :class:`~clipapro.propagation.AProTargets` ``(global_, local)``, each (M, H, W), no graph.
@@ -197,9 +186,7 @@ class BoxAProLoss(nn.Module):
             "global": check_positive(global_weight, "global_weight", allow_zero=True),
             "local": check_positive(local_weight, "local_weight", allow_zero=True),
         }
-        unknown = set(apro_options) - set(BOX_APRO_DEFAULTS) - {"label_gp"}
-        if unknown:
-            raise TypeError(f"BoxAProLoss got unknown options {sorted(unknown)}")
+        check_option_names(apro_options, box_apro_targets, "BoxAProLoss", exclude=("tree",))
         self.apro_options = apro_options
         self.last_terms: dict[str, torch.Tensor] = {}
 

@@ -14,17 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipapro._validate import FLOAT_DTYPES, check_choice, check_positive, check_tensor
-from clipapro.adapters.boxes import BOX_APRO_DEFAULTS
+from clipapro._validate import (
+    FLOAT_DTYPES,
+    check_choice,
+    check_option_names,
+    check_positive,
+    check_tensor,
+    signature_defaults,
+)
+from clipapro.adapters.boxes import box_apro_targets
 from clipapro.propagation import apro
 
-__all__ = ["AProSoftLabelLoss", "PartialCrossEntropy", "POINT_APRO_DEFAULTS", "check_sparse_labels"]
+__all__ = ["AProSoftLabelLoss", "PartialCrossEntropy", "check_sparse_labels"]
 
 from clipapro.io import IGNORE_INDEX  # noqa: E402
-
-#: Propagation defaults for an RGB guide in [0, 1]: the same measured values as for boxes (chosen
-#: with scripts/adapters_quality.py; see :data:`clipapro.adapters.boxes.BOX_APRO_DEFAULTS`).
-POINT_APRO_DEFAULTS = BOX_APRO_DEFAULTS
 
 
 def check_sparse_labels(labels, logits, *, ignore_index: int = IGNORE_INDEX, name: str = "labels"):
@@ -78,7 +81,8 @@ class AProSoftLabelLoss(nn.Module):
 
     Args (keyword-only): global_weight, local_weight, distance, clamp_labels, ignore_index, and APro
     options (``zeta_g``, ``zeta_label``, ``label_gp``, ``kernel_size``, ``dilation``, ``zeta_s``,
-    ``iterations``) overriding :data:`POINT_APRO_DEFAULTS`.
+    ``iterations``); their defaults are those of :func:`clipapro.adapters.box_apro_targets` (the same
+    values measured for boxes with ``scripts/adapters_quality.py``).
 
     Example:
         >>> logits = torch.randn(2, 3, 16, 16, requires_grad=True)
@@ -93,10 +97,8 @@ class AProSoftLabelLoss(nn.Module):
         self.distance = check_choice(distance, "distance", {"l1", "ce"})
         self.clamp_labels = bool(clamp_labels)
         self.ignore_index = int(ignore_index)
-        unknown = set(apro_options) - set(POINT_APRO_DEFAULTS) - {"label_gp"}
-        if unknown:
-            raise TypeError(f"AProSoftLabelLoss got unknown options {sorted(unknown)}")
-        self.apro_options = {**POINT_APRO_DEFAULTS, **apro_options}
+        check_option_names(apro_options, box_apro_targets, "AProSoftLabelLoss", exclude=("tree",))
+        self.apro_options = {**signature_defaults(box_apro_targets, exclude=("tree",)), **apro_options}
 
     @torch.no_grad()
     def targets(self, logits: torch.Tensor, image: torch.Tensor, labels: torch.Tensor | None = None):

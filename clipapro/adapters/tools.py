@@ -5,6 +5,11 @@ colour histograms per class, or box inside vs a ring outside it), refined by APr
 and colour-kernel (LP) propagation. The image's Kruskal tree is built ONCE per image and shared by
 every instance/class and every refinement round.
 
+Defaults (in the signatures) were chosen on the 5 VOC photos with scripts/adapters_quality.py
+(scribble seeds 0, 1 and the dense-row protocol; seed 2 held out). Measured: 32 colour bins beat 16
+(+1.5 boxes, +3 scribbles) and 8 (-8 boxes); the tree seed-reach term of the scribble unary is worth
+about 0 (+-0.7) on these photos.
+
 Shapes: image (3, H, W) float RGB in [0, 1]; boxes (M, 4) ``x0, y0, x1, y1`` pixel-edge coordinates
 (see :mod:`clipapro.adapters.boxes`); scribbles (H, W) int class indices, 255 = unlabelled.
 """
@@ -18,20 +23,10 @@ from clipapro._validate import check_int, check_positive, check_tensor
 from clipapro.adapters.boxes import box_apro_targets, box_masks, check_boxes
 from clipapro.propagation import kruskal_tree, local_filter, tree_filter
 
-__all__ = ["BOX_TOOL_DEFAULTS", "SCRIBBLE_TOOL_DEFAULTS", "box_to_instances", "box_to_probs",
+__all__ = ["box_to_instances", "box_to_probs",
            "colour_likelihoods", "scribble_to_mask", "scribble_to_probs"]
 
 from clipapro.io import IGNORE_INDEX  # noqa: E402
-
-#: Defaults chosen on the 5 VOC photos with scripts/adapters_quality.py (scribble seeds 0, 1 and the
-#: dense-row protocol; seed 2 held out). Measured: 32 colour bins beat 16 (+1.5 boxes, +3 scribbles) and
-#: 8 (-8 boxes); the tree seed-reach term of the scribble unary is worth about 0 (+-0.7) on these photos.
-BOX_TOOL_DEFAULTS = {"bins": 32, "rounds": 4, "ring": 0.15, "fg_prior": 0.5, "zeta_g": 0.005,
-                     "zeta_label": 0.07, "zeta_s": 0.1, "iterations": 20, "threshold": 0.5}
-_B = BOX_TOOL_DEFAULTS
-SCRIBBLE_TOOL_DEFAULTS = {"bins": 32, "zeta_seed": 0.1, "colour_weight": 1.0, "reach_weight": 1.0,
-                          "spatial": 1.0, "zeta_g": 0.005, "zeta_s": 0.1, "iterations": 20, "rounds": 2}
-_S = SCRIBBLE_TOOL_DEFAULTS
 
 
 def _check_image(image) -> torch.Tensor:
@@ -87,10 +82,9 @@ def colour_likelihoods(image: torch.Tensor, weights: torch.Tensor, *, bins: int 
 
 
 @torch.no_grad()
-def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = _B["bins"], rounds: int = _B["rounds"],
-                 ring: float = _B["ring"], fg_prior: float = _B["fg_prior"], zeta_g: float = _B["zeta_g"],
-                 zeta_label: float = _B["zeta_label"], zeta_s: float = _B["zeta_s"],
-                 iterations: int = _B["iterations"]) -> torch.Tensor:
+def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = 32, rounds: int = 4, ring: float = 0.15,
+                 fg_prior: float = 0.5, zeta_g: float = 0.005, zeta_label: float = 0.07, zeta_s: float = 0.1,
+                 iterations: int = 20) -> torch.Tensor:
     """Soft foreground masks of boxed objects: (M, H, W) float64 in [0, 1], zero outside each box.
 
     Each round re-estimates every instance's foreground colour model (box pixels weighted by the
@@ -137,8 +131,7 @@ def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = _B["bins"
     return mask.clamp(0, 1)
 
 
-def box_to_instances(image: torch.Tensor, boxes, *, threshold: float = BOX_TOOL_DEFAULTS["threshold"],
-                     **options) -> torch.Tensor:
+def box_to_instances(image: torch.Tensor, boxes, *, threshold: float = 0.5, **options) -> torch.Tensor:
     """(H, W) int64 instance index map: 0 background, i + 1 for box i (highest probability wins overlaps).
 
     Example:
@@ -169,11 +162,9 @@ def _check_scribbles(scribbles, h: int, w: int, ignore_index: int) -> torch.Tens
 
 @torch.no_grad()
 def scribble_to_probs(image: torch.Tensor, scribbles, *, ignore_index: int = IGNORE_INDEX, tree=None,
-                      bins: int = _S["bins"], zeta_seed: float = _S["zeta_seed"],
-                      colour_weight: float = _S["colour_weight"], reach_weight: float = _S["reach_weight"],
-                      spatial: float | None = _S["spatial"], zeta_g: float = _S["zeta_g"],
-                      zeta_s: float = _S["zeta_s"], iterations: int = _S["iterations"],
-                      rounds: int = _S["rounds"]):
+                      bins: int = 32, zeta_seed: float = 0.1, colour_weight: float = 1.0,
+                      reach_weight: float = 1.0, spatial: float | None = 1.0, zeta_g: float = 0.005,
+                      zeta_s: float = 0.1, iterations: int = 20, rounds: int = 2):
     """Class probabilities from scribbles: ``(classes (C,) int64, probs (C, H, W) float64)``.
 
     Unary = (tree-propagated seed mass, i.e. a soft minimax-path nearest seed, ``zeta_seed``) x

@@ -1,5 +1,5 @@
 """What every command shares (private: not a command): the usage error, option parsing, deprecated
-option aliases, defaults read from library signatures, checked input paths and ``--figure``.
+option aliases, checked input paths and ``--figure``.
 
 A command that writes labels gets a figure option in two lines::
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import inspect
 import json
 import sys
 from pathlib import Path
 
 __all__ = [
-    "UsageError", "add_alias", "add_figure_argument", "check_outputs_apart", "defaults_of", "figure_path",
+    "UsageError", "add_alias", "add_figure_argument", "check_outputs_apart", "figure_path",
     "flag_error",
     "input_file", "parse_options", "read_input_image", "write_label_figure",
 ]
@@ -103,17 +102,6 @@ def add_alias(parser, old: str, new: str, *, flag: bool = False, const=True, app
     parser.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, help=argparse.SUPPRESS,
                         default=argparse.SUPPRESS, inner_nargs=0 if flag else None, inner_const=const,
                         append=append)
-
-
-def defaults_of(fn) -> dict:
-    """Keyword defaults of a library function (``--help`` shows the library's own defaults).
-
-    Example:
-        >>> defaults_of(lambda *, a=1, b="x": None)
-        {'a': 1, 'b': 'x'}
-    """
-    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
-            if p.default is not inspect.Parameter.empty}
 
 
 def input_file(path, what: str = "input") -> Path:

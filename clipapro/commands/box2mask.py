@@ -13,8 +13,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--boxes", required=True, help='boxes "x0,y0,x1,y1;x0,y0,x1,y1;..." in pixels')
     parser.add_argument("--out", required=True, help="output instance index PNG")
     parser.add_argument("--probs-out", help="optional .npy file for the (M, H, W) soft masks")
-    parser.add_argument("--rounds", type=int, default=4, help="colour-model / propagation rounds")
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
+    from clipapro._validate import signature_defaults
+    from clipapro.adapters.tools import box_to_instances, box_to_probs
+
+    parser.add_argument("--rounds", type=int, default=signature_defaults(box_to_probs)["rounds"],
+                        help="colour-model / propagation rounds")
+    parser.add_argument("--threshold", type=float, default=signature_defaults(box_to_instances)["threshold"],
+                        help="foreground probability threshold")
     from clipapro.commands._common import add_figure_argument
 
     add_figure_argument(parser)

@@ -8,7 +8,8 @@ Example (one GPU, or ``torchrun --nproc_per_node=8 -m clipapro pseudo-label ...`
 
 from __future__ import annotations
 
-from clipapro.commands._common import add_alias, defaults_of, flag_error
+from clipapro._validate import signature_defaults
+from clipapro.commands._common import add_alias, flag_error
 
 NAME = "pseudo-label"
 HELP = "write refined CLIP pseudo labels for a dataset split (resumable, torchrun-sharded)"
@@ -18,7 +19,7 @@ def add_arguments(parser) -> None:
     from clipapro.pseudo.pipeline import PseudoLabelJob
     from clipapro.refiners import list_refiners
 
-    d = defaults_of(PseudoLabelJob.create)  # the library's defaults, shown by --help
+    d = signature_defaults(PseudoLabelJob.create)  # the library's defaults, shown by --help
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", required=True,
                    help="catalog name (voc21, context60, cocostuff171, folder, hf:...)")

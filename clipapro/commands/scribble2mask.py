@@ -12,7 +12,11 @@ def add_arguments(parser) -> None:
                         "or a point JSON ({\"points\": [{\"x\", \"y\", \"class\"}]}) with --point-radius")
     parser.add_argument("--out", required=True, help="output class index PNG (VOC palette)")
     parser.add_argument("--point-radius", type=int, default=3, help="disk radius for points read from JSON")
-    parser.add_argument("--rounds", type=int, default=2, help="APro refinement rounds")
+    from clipapro._validate import signature_defaults
+    from clipapro.adapters.tools import scribble_to_probs
+
+    parser.add_argument("--rounds", type=int, default=signature_defaults(scribble_to_probs)["rounds"],
+                        help="APro refinement rounds")
     from clipapro.commands._common import add_figure_argument
 
     add_figure_argument(parser)

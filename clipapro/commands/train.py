@@ -9,7 +9,8 @@ Example (8 GPUs; on one CPU drop ``torchrun`` and ``--nproc_per_node``)::
 
 from __future__ import annotations
 
-from clipapro.commands._common import add_alias, defaults_of, flag_error
+from clipapro._validate import signature_defaults
+from clipapro.commands._common import add_alias, flag_error
 
 NAME = "train"
 HELP = "self-train a student segmentation net on pseudo labels (resumable, DDP under torchrun)"
@@ -18,7 +19,7 @@ HELP = "self-train a student segmentation net on pseudo labels (resumable, DDP u
 def add_arguments(parser) -> None:
     from clipapro.pseudo.trainjob import TrainJob
 
-    d = defaults_of(TrainJob.create)  # the library's defaults, shown by --help
+    d = signature_defaults(TrainJob.create)  # the library's defaults, shown by --help
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", required=True,
                    help="catalog name (voc21, context60, cocostuff171, folder, ...)")

@@ -4,11 +4,11 @@ Knows nothing of CLIP, datasets or the CLI. Functions in :mod:`.functional`, mod
 :mod:`.modules`, pure-torch twins of the compiled kernels in :mod:`._twins`.
 """
 
-from clipapro.propagation.apro import APRO_DEFAULTS, AProTargets, apro
+from clipapro.propagation.apro import AProTargets, apro
 from clipapro.propagation.functional import KruskalTree, grid_mst, kruskal_tree, local_filter, tree_filter
 from clipapro.propagation.modules import APro, LocalFilter, TreeFilter
 
 __all__ = [
-    "APRO_DEFAULTS", "APro", "AProTargets", "KruskalTree", "LocalFilter", "TreeFilter", "apro", "grid_mst",
+    "APro", "AProTargets", "KruskalTree", "LocalFilter", "TreeFilter", "apro", "grid_mst",
     "kruskal_tree", "local_filter", "tree_filter",
 ]

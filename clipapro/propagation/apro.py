@@ -15,19 +15,7 @@ import torch
 from clipapro._validate import FLOAT_DTYPES, check_choice, check_same_device, check_same_dtype, check_tensor
 from clipapro.propagation.functional import kruskal_tree, local_filter, tree_filter
 
-__all__ = ["AProTargets", "apro", "APRO_DEFAULTS"]
-
-#: Defaults for an RGB guide scaled to [0, 1] (the paper's zetas belong to normalised images
-#: inside its detector; these were re-chosen for [0, 1] RGB, see README "Refinement quality").
-APRO_DEFAULTS = {
-    "zeta_g": 0.01,       # image-guided GP bandwidth
-    "zeta_label": 0.07,   # second GP, guided by the first GP's result (paper/code value)
-    "kernel_size": 5,
-    "dilation": 1,
-    "zeta_s": 0.15,       # LP colour bandwidth (paper/code value)
-    "iterations": 20,
-}
-
+__all__ = ["AProTargets", "apro"]
 
 class AProTargets(NamedTuple):
     """The two targets of the parallel form, each (B, K, H, W)."""
@@ -37,11 +25,9 @@ class AProTargets(NamedTuple):
 
 
 @torch.no_grad()
-def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel",
-         zeta_g: float = APRO_DEFAULTS["zeta_g"], zeta_label: float = APRO_DEFAULTS["zeta_label"],
-         label_gp: bool = True, kernel_size: int = APRO_DEFAULTS["kernel_size"],
-         dilation: int = APRO_DEFAULTS["dilation"], zeta_s: float = APRO_DEFAULTS["zeta_s"],
-         iterations: int = APRO_DEFAULTS["iterations"], tree=None, return_parts: bool = False):
+def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel", zeta_g: float = 0.01,
+         zeta_label: float = 0.07, label_gp: bool = True, kernel_size: int = 5, dilation: int = 1,
+         zeta_s: float = 0.15, iterations: int = 20, tree=None, return_parts: bool = False):
     """APro soft pseudo labels from a prediction and its image.
 
     Global target: GP of ``probs`` guided by ``image`` (tree built once), then optionally
@@ -52,6 +38,11 @@ def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel",
         probs: (B, K, H, W) probabilities (or any non-negative scores), float32/float64.
         image: (B, F, H, W) guide, same dtype and device (RGB in [0, 1] for the defaults).
         mode: ``"parallel"`` (default; both targets from ``probs``), ``"gp-lp"`` or ``"lp-gp"``.
+        zeta_g: image-guided GP bandwidth. The paper's zetas belong to normalised images inside its
+            detector; 0.01 was re-chosen for RGB in [0, 1] (README, "Refinement quality").
+        zeta_label: bandwidth of the second, label-guided GP (paper/code value).
+        kernel_size, dilation, zeta_s, iterations: LP window, dilation, colour bandwidth (paper/code
+            value 0.15) and iterations.
         tree: optional prebuilt :class:`~clipapro.propagation.KruskalTree` of ``image``.
         return_parts: in parallel mode, return :class:`AProTargets` (global, local) instead of their
             mean.

@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clipapro.propagation.apro import APRO_DEFAULTS, apro
+from clipapro._validate import check_option_names, signature_defaults
+from clipapro.propagation.apro import apro
 from clipapro.propagation.functional import local_filter, tree_filter
 
 __all__ = ["APro", "LocalFilter", "TreeFilter"]
 
 
 class TreeFilter(nn.Module):
-    """Exact global propagation; see :func:`clipapro.tree_filter`.
+    """Exact global propagation; see :func:`clipapro.tree_filter` (options and defaults as there).
 
     Example:
         >>> m = TreeFilter(zeta=0.05)
@@ -20,45 +21,50 @@ class TreeFilter(nn.Module):
         torch.Size([1, 2, 8, 8])
     """
 
-    def __init__(self, *, zeta: float, normalize: bool = True, include_self: bool = True):
+    def __init__(self, *, zeta: float, **options):
         super().__init__()
-        self.zeta, self.normalize, self.include_self = zeta, normalize, include_self
+        check_option_names(options, tree_filter, "TreeFilter", exclude=("tree",))
+        self.options = {"zeta": zeta, **signature_defaults(tree_filter, exclude=("tree",)), **options}
 
     def forward(self, values, guide, tree=None):
-        return tree_filter(values, guide, zeta=self.zeta, tree=tree, normalize=self.normalize,
-                           include_self=self.include_self)
+        return tree_filter(values, guide, tree=tree, **self.options)
 
     def extra_repr(self) -> str:
-        return f"zeta={self.zeta}, normalize={self.normalize}, include_self={self.include_self}"
+        return ", ".join(f"{k}={v}" for k, v in self.options.items())
 
 
 class LocalFilter(nn.Module):
-    """Local propagation; see :func:`clipapro.local_filter`.
+    """Local propagation; see :func:`clipapro.local_filter` (keyword options and defaults as there).
 
     Example:
         >>> LocalFilter(kernel_size=3)(torch.rand(1, 2, 8, 8), torch.rand(1, 3, 8, 8)).shape
         torch.Size([1, 2, 8, 8])
     """
 
-    def __init__(self, *, kernel_size: int = 5, dilation: int = 1, zeta: float = 0.15, iterations: int = 20):
+    def __init__(self, **options):
         super().__init__()
-        self.kernel_size, self.dilation, self.zeta, self.iterations = kernel_size, dilation, zeta, iterations
+        check_option_names(options, local_filter, "LocalFilter")
+        self.options = {**signature_defaults(local_filter), **options}  # the defaults are local_filter's
 
     def forward(self, values, image):
-        return local_filter(values, image, kernel_size=self.kernel_size, dilation=self.dilation,
-                            zeta=self.zeta, iterations=self.iterations)
+        return local_filter(values, image, **self.options)
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, zeta={self.zeta}, "
-                f"iterations={self.iterations}")
+        return ", ".join(f"{k}={v}" for k, v in self.options.items())
 
 
 class APro(nn.Module):
-    """APro soft-label generator; see :func:`clipapro.apro` (keyword options as there)."""
+    """APro soft-label generator; see :func:`clipapro.apro` (keyword options and defaults as there).
+
+    Example:
+        >>> APro(iterations=3)(torch.softmax(torch.randn(1, 2, 8, 8), 1), torch.rand(1, 3, 8, 8)).shape
+        torch.Size([1, 2, 8, 8])
+    """
 
     def __init__(self, **options):
         super().__init__()
-        self.options = {**APRO_DEFAULTS, "mode": "parallel", "label_gp": True, **options}
+        check_option_names(options, apro, "APro", exclude=("tree",))
+        self.options = {**signature_defaults(apro, exclude=("tree",)), **options}
 
     def forward(self, probs: torch.Tensor, image: torch.Tensor):
         return apro(probs, image, **self.options)

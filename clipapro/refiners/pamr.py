@@ -37,7 +37,8 @@ def pamr_affinity(image: torch.Tensor, dilations) -> tuple[torch.Tensor, list[tu
 @register_refiner("pamr")
 @torch.no_grad()
 def pamr(image: torch.Tensor, probs: torch.Tensor, *, steps: int = 10, dilations=(8, 16)) -> torch.Tensor:
-    """PAMR, NACLIP/SCLIP settings by default (10 steps, dilations 8 and 16). Refine (B, K, H, W) probabilities with PAMR guided by the (B, 3, H, W) image in [0, 1].
+    """PAMR with NACLIP/SCLIP's settings by default (10 steps, dilations 8 and 16): (B, 3, H, W) image in
+    [0, 1], (B, K, H, W) probabilities -> refined (B, K, H, W).
 
     Example:
         >>> img = torch.rand(1, 3, 32, 32)
