@@ -37,9 +37,12 @@ ext = Pybind11Extension(
 )
 
 setup(
-    packages=find_packages(include=["clipapro", "clipapro.*"]) + ["clipapro._prompts"],
-    package_dir={"clipapro._prompts": "prompts"},
-    package_data={"clipapro._prompts": ["*.txt", "*.json", "*/*.txt", "*/*.json"]},
+    # prompts/ and scripts/ ship inside the wheel as clipapro._prompts and clipapro._scripts, so class
+    # sets, templates and `clipapro bench` work from an installed package too
+    packages=find_packages(include=["clipapro", "clipapro.*"]) + ["clipapro._prompts", "clipapro._scripts"],
+    package_dir={"clipapro._prompts": "prompts", "clipapro._scripts": "scripts"},
+    package_data={"clipapro._prompts": ["*.txt", "*.json", "*/*.txt", "*/*.json"],
+                  "clipapro._scripts": ["*.py", "*.sh"]},
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     zip_safe=False,

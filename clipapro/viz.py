@@ -132,6 +132,9 @@ def panels_figure_size(image_hw, n_panels: int, n_classes: int, *, panel_width: 
 
 
 def _new_figure(width_px: int, height_px: int):
+    from clipapro._deps import require
+
+    require("matplotlib", what="figures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

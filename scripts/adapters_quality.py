@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if (ROOT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
+    sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "voc_samples"
 
 

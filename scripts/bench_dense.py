@@ -27,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_CHECKOUT = Path(__file__).resolve().parents[1]
+if (_CHECKOUT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
+    sys.path.insert(0, str(_CHECKOUT))
 
 from clipapro.clip import build_text_classifier, create_model, predict_probs  # noqa: E402
 

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_CHECKOUT = Path(__file__).resolve().parents[1]
+if (_CHECKOUT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
+    sys.path.insert(0, str(_CHECKOUT))
 
 from clipapro.data import VOCDataset  # noqa: E402
 from clipapro.io import save_label_png  # noqa: E402

@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="predict_probs option, e.g. slide_crop=224 (repeatable)")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
+    if (ROOT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
+        sys.path.insert(0, str(ROOT))
     from clipapro.commands._common import parse_options
     from clipapro.data import build_dataset
     from clipapro.pseudo.labels import generate_pseudo_labels

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_CHECKOUT = Path(__file__).resolve().parents[1]
+if (_CHECKOUT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
+    sys.path.insert(0, str(_CHECKOUT))
 from clipapro.refiners import REFINERS, refine  # noqa: E402
 
 NUM_CLASSES = 21  # PASCAL VOC: background + 20 objects

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_CHECKOUT = Path(__file__).resolve().parents[1]
+if (_CHECKOUT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
+    sys.path.insert(0, str(_CHECKOUT))
 
 from clipapro.adapters import AProSoftLabelLoss, BoxAProLoss, PartialCrossEntropy, box_masks  # noqa: E402
 

@@ -208,7 +208,9 @@ def scribble_to_probs(image: torch.Tensor, scribbles, *, ignore_index: int = IGN
 
 def _seed_distances(seeds: torch.Tensor) -> torch.Tensor:
     """(C, H, W) Euclidean distance of every pixel to the nearest seed of each class (scipy EDT)."""
-    from scipy import ndimage
+    from clipapro._deps import require
+
+    ndimage = require("scipy.ndimage", what="scribble_to_probs (spatial term)")
 
     return torch.stack([torch.from_numpy(ndimage.distance_transform_edt(~s.bool().numpy())) for s in seeds])
 

@@ -72,6 +72,9 @@ def create_model(name: str, *, pretrained=None, backend: str = "open_clip", devi
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if random_init and pretrained is not None:
         raise ValueError("give either pretrained weights or random_init=True, not both")
+    from clipapro._deps import require
+
+    require("open_clip" if backend == "open_clip" else "transformers", what=f"the {backend} CLIP backend")
     if backend == "open_clip":
         model = _create_open_clip(name, pretrained, random_init, model_cfg, cache_dir, quick_gelu)
     else:

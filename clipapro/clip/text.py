@@ -112,7 +112,9 @@ def _cache_file(cache_dir, model, key: str) -> Path:
 
 
 def _load_cached(path: Path, key: str):
-    from safetensors import safe_open
+    from clipapro._deps import require
+
+    safe_open = require("safetensors", what="the text-classifier cache").safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -49,16 +49,17 @@ def load_photo(name: str, max_side: int) -> np.ndarray:
     """A bundled photo as uint8 (H, W, 3), shrunk so its longer side is at most ``max_side``."""
     from PIL import Image
 
+    from clipapro._deps import require
+
     if name == "grace_hopper":
-        from matplotlib import cbook
+        cbook = require("matplotlib.cbook", what="the demo photo grace_hopper")
 
         with cbook.get_sample_data("grace_hopper.jpg") as f, Image.open(f) as im:
             photo = im.convert("RGB")
             photo.load()
     else:
-        import skimage.data
-
-        photo = Image.fromarray(getattr(skimage.data, name)())
+        skdata = require("skimage.data", what=f"the demo photo {name}")
+        photo = Image.fromarray(getattr(skdata, name)())
     scale = max_side / max(photo.size)
     if scale < 1:
         photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),

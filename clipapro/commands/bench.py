@@ -4,8 +4,8 @@
     python -m clipapro bench refine --quick --json refine.json
 
 Everything after the benchmark name goes to the script unchanged (``python -m clipapro bench dense
---help`` shows the script's own options). The scripts live in the source checkout, not in an installed
-wheel: run from a clone (``pip install -e .``).
+--help`` shows the script's own options). The scripts are those of the source checkout, or in an
+installed wheel the copy it ships as ``clipapro._scripts``.
 """
 
 from __future__ import annotations
@@ -37,12 +37,19 @@ def add_arguments(parser) -> None:
 
 
 def scripts_dir(override=None):
-    """The scripts folder: ``override``, else ``<checkout>/scripts`` beside the package."""
+    """The scripts folder: ``override``, else ``<checkout>/scripts`` beside the package, else the copy
+    shipped in the wheel (``clipapro._scripts``)."""
+    import importlib.resources as resources
     from pathlib import Path
 
     import clipapro
 
-    return Path(override) if override else Path(clipapro.__file__).resolve().parent.parent / "scripts"
+    if override:
+        return Path(override)
+    checkout = Path(clipapro.__file__).resolve().parent.parent / "scripts"
+    if (checkout / BENCHMARKS["propagation"][0]).is_file():
+        return checkout
+    return Path(str(resources.files("clipapro._scripts")))
 
 
 def run(args) -> int:
@@ -52,8 +59,7 @@ def run(args) -> int:
     script_name, _ = BENCHMARKS[args.benchmark]
     script = scripts_dir(args.scripts_dir) / script_name
     if not script.is_file():
-        raise FileNotFoundError(f"benchmark script not found: {script} (the scripts ship with the source "
-                                f"checkout; run from a clone or pass --scripts-dir)")
+        raise FileNotFoundError(f"benchmark script not found: {script} (pass --scripts-dir)")
     argv = list(args.script_args)
     if argv[:1] == ["--"]:
         argv = argv[1:]

@@ -19,7 +19,9 @@ __all__ = ["HFSegmentationDataset", "load_hf_dataset"]
 
 def load_hf_dataset(spec: str, *, split: str | None = "validation", config: str | None = None):
     """Load a ``datasets.Dataset`` from a saved folder or a hub name (``spec`` without the ``hf:`` prefix)."""
-    import datasets
+    from clipapro._deps import require
+
+    datasets = require("datasets", what="hf: datasets")
 
     path = Path(spec)
     if path.exists():

@@ -49,8 +49,9 @@ class Student(nn.Module):
 
 def _torchvision(builder_name: str):
     def build(num_classes: int, *, backbone_weights=None, **kw) -> nn.Module:
-        from torchvision.models import segmentation
+        from clipapro._deps import require
 
+        segmentation = require("torchvision.models.segmentation", what=f"student {builder_name!r}")
         builder = getattr(segmentation, builder_name)
         if not builder_name.startswith("lraspp"):
             kw.setdefault("aux_loss", False)
