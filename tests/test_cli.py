@@ -182,11 +182,16 @@ def test_out_refuses_symlinks_and_devices(tmp_path, photo, capsys):
     target.write_bytes(b"keep me")
     link = tmp_path / "link.npy"
     link.symlink_to(target)
-    assert main(["refine", str(photo), str(probs), "--out", str(link)]) == 1
+    assert main(["refine", str(photo), str(probs), "--out", str(link)]) == 2  # refused before any work
     assert "symbolic link" in capsys.readouterr().err
     assert link.is_symlink() and target.read_bytes() == b"keep me"
-    assert main(["refine", str(photo), str(probs), "--out", "/dev/null"]) == 1
+    assert main(["refine", str(photo), str(probs), "--out", "/dev/null"]) == 2
     assert "not a regular file" in capsys.readouterr().err
+    from clipapro.io import write_bytes_atomic
+
+    with pytest.raises(ValueError, match="symbolic link"):  # the library refuses too, not only the CLI
+        write_bytes_atomic(link, b"x")
+    assert target.read_bytes() == b"keep me"
 
 
 def test_negative_box_coordinates_need_no_equals_sign(tmp_path, photo, capsys):

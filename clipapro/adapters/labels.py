@@ -20,7 +20,7 @@ from clipapro.io import write_json_atomic
 
 __all__ = ["Point", "points_to_labels", "read_points_json", "read_scribble_png", "write_points_json"]
 
-from clipapro.io import IGNORE_INDEX  # noqa: E402
+from clipapro.io import IGNORE_INDEX, MAX_PNG_CLASSES
 
 
 class Point(NamedTuple):
@@ -68,9 +68,12 @@ def read_scribble_png(path, *, size: tuple[int, int] | None = None, num_classes:
     labelled = labels != ignore_index
     if not labelled.any():
         raise ValueError(f"scribble PNG {path} has no labelled pixel (every pixel is {ignore_index})")
-    bad = labels[labelled & ((labels < 0) | (labels >= (num_classes if num_classes else 10**9)))]
+    limit = num_classes if num_classes else MAX_PNG_CLASSES
+    bad = labels[labelled & ((labels < 0) | (labels >= limit))]
     if bad.size:
-        raise ValueError(f"scribble PNG {path} has class {int(bad[0])} but num_classes is {num_classes}")
+        why = f"num_classes is {num_classes}" if num_classes else \
+            f"class indices must be below {MAX_PNG_CLASSES} ({IGNORE_INDEX} = unlabelled) to fit a label PNG"
+        raise ValueError(f"scribble PNG {path} has class {int(bad.max())} but {why}")
     return labels
 
 

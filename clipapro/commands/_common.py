@@ -130,10 +130,17 @@ def read_input_image(path, what: str = "image"):
 
 
 def check_outputs_apart(inputs, outputs) -> None:
-    """UsageError when two outputs are the same file, or an output would overwrite an input."""
+    """UsageError when two outputs are the same file, an output would overwrite an input, or an output
+    exists and is not a regular file (a symlink or a device would be replaced itself)."""
+    from clipapro.io import check_output_path
+
     seen: dict[Path, str] = {}
     ins = {Path(p).resolve(): str(p) for p in inputs}
     for out in outputs:
+        try:
+            check_output_path(out)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
         key = Path(out).resolve()
         if key in ins:
             raise UsageError(f"output {out} would overwrite the input {ins[key]}")

@@ -6,9 +6,13 @@ Output folder layout::
                              are done) "complete": true with the image count
     OUT/labels/<id>.png      (H, W) palette PNG, value k = class k, 255 = uncertain / ignore
     OUT/soft/<id>.npz        optional: "probs" (K, H, W) float16, deflate-compressed
+    OUT/.checksums/r<k>.jsonl  one line per finished image written by rank k: sha256 of its files
 
-Every file is written to a temporary name and renamed, so a label file either exists whole or not at
-all; rerunning skips images whose files exist and redoes the rest (resume). Each image is processed
+Every file is written to a temporary name, fsynced and renamed, so a label file either exists whole
+or not at all. Rerunning skips the images whose files exist AND match the checksums recorded when they
+were written, and redoes the rest (resume): a 0-byte, truncated or replaced file is redone. Files
+without a recorded checksum (written by hand, or by an older clipapro) must decode to the image's
+size. Each image is processed
 alone (batch of one) so its bytes never depend on which other images share a batch, a shard or a
 resumed run. Under ``torchrun`` rank r of W takes images r, r+W, r+2W, ... (see
 :func:`~clipapro.distributed.shard_indices`).
@@ -142,7 +146,7 @@ def prepare_manifest(out_dir, config: dict, *, class_names, overwrite: bool = Fa
     if write:
         import shutil
 
-        for sub in ("labels", "soft"):  # a changed configuration invalidates every old output
+        for sub in ("labels", "soft", CHECKSUMS):  # a changed configuration invalidates every old output
             shutil.rmtree(out_dir / sub, ignore_errors=True)
         write_json_atomic(path, manifest)
     return manifest
@@ -210,7 +214,12 @@ def generate_pseudo_labels(dataset, predict, refine, out_dir, *, threshold: floa
     ids = item_ids(dataset)
     n = len(ids) if limit is None else min(limit, len(ids))
     mine = shard_indices(n, rank, world_size)
-    todo = [i for i in mine if not _finished(out_dir, ids[i], soft)]
+    sums = load_checksums(out_dir)
+    todo = [i for i in mine if not _finished(out_dir, ids[i], soft, sums, lambda i=i: image_size(dataset, i))]
+    log = _ChecksumLog(out_dir, rank)
+    for i in sorted(set(mine) - set(todo)):
+        if ids[i] not in sums:  # intact but unrecorded (killed right after writing it): record it now
+            log.record(ids[i], soft=soft)
     stats = {"done": 0, "skipped": len(mine) - len(todo), "predict_s": 0.0, "refine_s": 0.0}
     t0 = time.perf_counter()
     bar = tqdm(todo, unit="img", disable=not progress, desc=f"pseudo-label r{rank}/{world_size}",
@@ -220,9 +229,10 @@ def generate_pseudo_labels(dataset, predict, refine, out_dir, *, threshold: floa
         t = time.perf_counter()
         refined = refine(image, probs)
         seconds = time.perf_counter() - t
-        if soft:  # soft file first: the label PNG is the marker that an image is finished
+        if soft:  # soft file first, label PNG next, checksum record last: the record marks the image done
             save_soft_labels(soft_path(out_dir, image_id), refined[0])
         save_label_png(label_path(out_dir, image_id), probs_to_labels(refined[0], threshold=threshold))
+        log.record(image_id, soft=soft)
         return seconds
 
     # refine_workers > 0: refinement (CPU, GIL released) and writing overlap the next predictions
@@ -257,13 +267,103 @@ def generate_pseudo_labels(dataset, predict, refine, out_dir, *, threshold: floa
     return stats
 
 
-def _finished(out_dir, image_id: str, soft: bool) -> bool:
-    return label_path(out_dir, image_id).exists() and (not soft or soft_path(out_dir, image_id).exists())
+CHECKSUMS = ".checksums"
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class _ChecksumLog:
+    """Append-only, fsynced record of finished images of one rank (thread-safe)."""
+
+    def __init__(self, out_dir, rank: int):
+        import threading
+
+        self.path = Path(out_dir) / CHECKSUMS / f"r{rank}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.out_dir, self.lock = Path(out_dir), threading.Lock()
+
+    def record(self, image_id: str, *, soft: bool) -> None:
+        entry = {"id": image_id, "label": _sha256(label_path(self.out_dir, image_id))}
+        if soft:
+            entry["soft"] = _sha256(soft_path(self.out_dir, image_id))
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        with self.lock, open(self.path, "ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def load_checksums(out_dir) -> dict[str, dict]:
+    """id -> {"label": sha256, "soft": sha256} from every rank's record (a torn last line is ignored)."""
+    out: dict[str, dict] = {}
+    folder = Path(out_dir) / CHECKSUMS
+    for path in sorted(folder.glob("r*.jsonl")) if folder.is_dir() else []:
+        for line in path.read_bytes().splitlines():
+            try:
+                entry = json.loads(line)
+                out[str(entry["id"])] = entry
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def image_size(dataset, index: int):
+    """(H, W) of sample ``index`` from its file header (no decoding), or None when it has no file."""
+    samples = getattr(dataset, "samples", None)
+    if samples is None or not hasattr(samples[index], "image"):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(samples[index].image) as im:
+            return im.height, im.width
+    except OSError:
+        return None
+
+
+def _decodes(path: Path, size) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return size is None or (im.height, im.width) == tuple(size)
+    except Exception:  # noqa: BLE001 - any failure to decode means: redo it
+        return False
+
+
+def _finished(out_dir, image_id: str, soft: bool, sums: dict | None = None, size=None) -> bool:
+    """Whether the outputs of ``image_id`` exist and are intact: they match their recorded checksums,
+    or, without a record, decode (to ``size``, a value or a callable giving (H, W) or None)."""
+    lab = label_path(out_dir, image_id)
+    sp = soft_path(out_dir, image_id) if soft else None
+    if not lab.is_file() or (sp is not None and not sp.is_file()):
+        return False
+    entry = (sums or {}).get(image_id)
+    if entry is not None:
+        ok = entry.get("label") == _sha256(lab)
+        return ok and (sp is None or entry.get("soft") == _sha256(sp))
+    size = size() if callable(size) else size
+    if not _decodes(lab, size):
+        return False
+    if sp is None:
+        return True
+    try:
+        load_soft_labels(sp)
+        return True
+    except Exception:  # noqa: BLE001 - unreadable soft labels: redo
+        return False
 
 
 def missing_labels(out_dir, ids, *, soft: bool = False) -> list[str]:
-    """Ids among ``ids`` whose outputs are not (all) present in ``out_dir``."""
-    return [i for i in ids if not _finished(out_dir, i, soft)]
+    """Ids among ``ids`` whose outputs are missing or damaged in ``out_dir`` (see :func:`_finished`)."""
+    sums = load_checksums(out_dir)
+    return [i for i in ids if not _finished(out_dir, i, soft, sums)]
 
 
 def remove_stale_temp_files(out_dir) -> int:

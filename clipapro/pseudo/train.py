@@ -141,12 +141,12 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     use_amp = bool(config.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
-    step = 0
-    last = ckpt.latest_checkpoint(out_dir) if resume else None
-    if last is not None:
-        step = ckpt.load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler,
-                                    scaler=scaler, config_hash=chash, rank=info.rank)
-    else:
+    step = None
+    if resume:
+        step = ckpt.load_latest_checkpoint(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                           scaler=scaler, config_hash=chash, rank=info.rank)
+    if step is None:
+        step = 0
         _seed_everything(config.seed + info.rank)
     net = model
     if info.distributed:

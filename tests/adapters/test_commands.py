@@ -50,3 +50,16 @@ def test_scribble2mask_wrong_size_is_a_clear_error(photo, tmp_path, capsys):
     assert main(["scribble2mask", str(photo), str(tmp_path / "s.png"), "--out", str(tmp_path / "m.png")]) == 2
     assert "10x10 (H x W) but the image is 40x50" in capsys.readouterr().err
     assert main(["scribble2mask", str(tmp_path / "nope.png"), str(tmp_path / "s.png"), "--out", "x.png"]) == 2
+
+
+def test_sixteen_bit_scribble_with_a_huge_class_fails_before_work(photo, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr("clipapro.adapters.tools.scribble_to_mask",
+                        lambda *a, **k: pytest.fail("work started before the scribbles were checked"))
+    arr = np.full((40, 50), 255, np.uint16)
+    arr[5, 5], arr[30, 40] = 1, 60000
+    Image.fromarray(arr).save(tmp_path / "s16.png")
+    assert main(["scribble2mask", str(photo), str(tmp_path / "s16.png"), "--out", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert "s16.png has class 60000" in err and "below 255" in err

@@ -79,6 +79,17 @@ def test_pseudo_label_every_image(toy_root, tiny_clip_args, tmp_path, capsys):
     assert main(["pseudo-label", "--dataset", "folder", "--root", str(toy_root), "--classes", CLASSES,
                  "--out-dir", str(out), "--soft", "--threshold", "0.4", *tiny_clip_args]) == 0
     assert "0 written, 8 already present" in capsys.readouterr().out
+    # damaged outputs are found and redone, byte for byte: a 0-byte label, a truncated one, a foreign file
+    ids2 = sorted(ids)
+    before = {i: (L.label_path(out, i).read_bytes(), L.soft_path(out, i).read_bytes()) for i in ids2}
+    L.label_path(out, ids2[0]).write_bytes(b"")
+    L.label_path(out, ids2[1]).write_bytes(before[ids2[1]][0][:40])
+    L.soft_path(out, ids2[2]).write_bytes(before[ids2[3]][1])  # a valid file, but not this image's
+    assert L.missing_labels(out, ids2, soft=True) == ids2[:3]
+    assert main(["pseudo-label", "--dataset", "folder", "--root", str(toy_root), "--classes", CLASSES,
+                 "--out-dir", str(out), "--soft", "--threshold", "0.4", *tiny_clip_args]) == 0
+    assert "3 written, 5 already present" in capsys.readouterr().out
+    assert {i: (L.label_path(out, i).read_bytes(), L.soft_path(out, i).read_bytes()) for i in ids2} == before
     # another configuration in the same folder is refused, unless --overwrite
     code = main(["pseudo-label", "--dataset", "folder", "--root", str(toy_root), "--classes", CLASSES,
                  "--out-dir", str(out), *tiny_clip_args])
@@ -127,3 +138,14 @@ def test_voc_layout_with_matching_classes(voc_root, tiny_clip_args, tmp_path):
     assert main(["pseudo-label", "--dataset", "voc21", "--root", str(voc_root), "--split", "train",
                  "--out-dir", str(out), *tiny_clip_args]) == 0
     assert sorted(p.stem for p in (out / "labels").iterdir()) == ["2007_000001", "2007_000002"]
+
+
+def test_outputs_without_a_checksum_must_decode_to_the_image_size(tmp_path):
+    out = tmp_path / "pl"
+    L.save_label_png(L.label_path(out, "a"), np.zeros((4, 6), np.uint8))
+    L.save_label_png(L.label_path(out, "b"), np.zeros((4, 6), np.uint8))
+    L.label_path(out, "c").parent.mkdir(parents=True, exist_ok=True)
+    L.label_path(out, "c").write_bytes(b"\x89PNG garbage")
+    assert L._finished(out, "a", False, {}, (4, 6)) and not L._finished(out, "b", False, {}, (5, 6))
+    assert not L._finished(out, "c", False, {}, None) and not L._finished(out, "zz", False, {}, None)
+    assert L.missing_labels(out, ["a", "b", "c"]) == ["c"]

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from clipapro.cli import main
+from clipapro.pseudo import labels as L
 
 from . import _workers
 from .conftest import CLASSES, write_toy_folder
@@ -26,8 +27,12 @@ N_IMAGES = 12
 
 
 def _snapshot(out: Path) -> dict:
-    """Every file under ``out`` (temporary ones included) -> its bytes."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    """Every file under ``out`` (temporary ones included) -> its bytes; the checksum records are
+    compared as the set of their entries (their line order and file follow the ranks' timing)."""
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+             and L.CHECKSUMS not in p.parts}
+    files[L.CHECKSUMS] = L.load_checksums(out)
+    return files
 
 
 def _argv(root, out, tiny_clip_args):
