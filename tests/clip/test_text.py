@@ -80,3 +80,19 @@ def test_encode_text_rejects_bad_input(oc_vit):
         oc_vit.encode_text("a single string")
     with pytest.raises(ValueError):
         oc_vit.encode_text([])
+
+
+def test_many_prompts_show_progress_and_long_class_lists_work(oc_vit, capsys):
+    from clipapro.clip import build_text_classifier
+    from clipapro.clip import text as text_mod
+
+    model = oc_vit
+    names = ",".join(f"class{i}" for i in range(300))  # a comma list far longer than a file name may be
+    old = text_mod._TEXT_BATCH
+    text_mod._TEXT_BATCH = 64  # 300 prompts -> 5 batches: a progress bar
+    try:
+        clf = build_text_classifier(model, names, templates="single")
+    finally:
+        text_mod._TEXT_BATCH = old
+    assert clf.num_classes == 300 and clf.weights.shape[0] == 300
+    assert "text encoder: 300 prompts" in capsys.readouterr().err

@@ -117,3 +117,22 @@ def test_cli_usage_errors(voc_with_preds, capsys):
     assert "--classes is required" in capsys.readouterr().err
     assert main([*base, "--dataset", "voc21", "--root", str(root), "--split", "test"]) == 2  # missing input
     assert "split file not found" in capsys.readouterr().err
+
+
+def test_all_samples_skipped_is_an_error_not_empty_metrics(voc_with_preds, tmp_path, capsys):
+    root, _, _, pred_dir = voc_with_preds
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning, match="skipping sample"), pytest.raises(ValueError, match="all 3 were skipped"):
+        evaluate_predictions(VOCDataset(root, split="val"), empty, skip_corrupt=True, progress=False)
+    code = main(["evaluate", "--dataset", "voc21", "--root", str(root), "--pred-dir", str(empty),
+                 "--skip-corrupt", "--quiet", "--out", str(tmp_path / "m.json")])
+    assert code == 1 and "no sample could be scored" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_predictions_outside_the_classes_are_counted_and_warned(voc_root):
+    ds = VOCDataset(voc_root[0], split="val")
+    with pytest.warns(UserWarning, match=r"\d+ labelled pixels were predicted with class ids outside 0..20"):
+        m = evaluate_pipeline(lambda img: np.full(img.shape[:2], 30, np.int64), ds, progress=False)
+    assert m.aacc == 0.0
