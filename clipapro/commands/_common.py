@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 __all__ = [
-    "UsageError", "add_alias", "add_figure_argument", "check_outputs_apart", "figure_path",
+    "UsageError", "add_alias", "add_dataset_arguments", "add_figure_argument", "check_outputs_apart", "figure_path",
     "flag_error",
     "input_file", "parse_options", "read_input_image", "write_label_figure",
 ]
@@ -148,6 +148,20 @@ def check_outputs_apart(inputs, outputs) -> None:
             raise UsageError(f"two outputs would go to the same file {out} (from {seen[key]!r} and {str(out)!r}); "
                              "rename one input or write to separate folders")
         seen[key] = str(out)
+
+
+def add_dataset_arguments(parser, defaults: dict, *, split_help: str, classes_help: str):
+    """The ``data`` group shared by the dataset commands (--dataset, --root, --split, --classes,
+    --dataset-opt); ``defaults`` are the library job's (its signature). Returns the group."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", required=True,
+                   help="catalog name (voc21, voc20, context60, context59, cocostuff171, folder, hf:...)")
+    g.add_argument("--root", default=defaults["root"], help="dataset root folder")
+    g.add_argument("--split", default=defaults["split"], help=split_help)
+    g.add_argument("--classes", default=defaults["classes"], help=classes_help)
+    g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra option for the dataset reader (repeatable)")
+    return g
 
 
 _FIGURE_HELP = "also write a figure (PNG): the photo with the label colours and a legend of the classes present"

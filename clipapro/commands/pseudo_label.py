@@ -9,7 +9,7 @@ Example (one GPU, or ``torchrun --nproc_per_node=8 -m clipapro pseudo-label ...`
 from __future__ import annotations
 
 from clipapro._validate import signature_defaults
-from clipapro.commands._common import add_alias, flag_error
+from clipapro.commands._common import add_alias, add_dataset_arguments, flag_error
 
 NAME = "pseudo-label"
 HELP = "write refined CLIP pseudo labels for a dataset split (resumable, torchrun-sharded)"
@@ -20,16 +20,9 @@ def add_arguments(parser) -> None:
     from clipapro.refiners import list_refiners
 
     d = signature_defaults(PseudoLabelJob.create)  # the library's defaults, shown by --help
-    g = parser.add_argument_group("data")
-    g.add_argument("--dataset", required=True,
-                   help="catalog name (voc21, context60, cocostuff171, folder, hf:...)")
-    g.add_argument("--root", default=d["root"], help="dataset root folder")
-    g.add_argument("--split", default=d["split"],
-                   help="split to label (e.g. trainaug); default: train (folder datasets: all images)")
-    g.add_argument("--classes", default=d["classes"],
-                   help="class set of the text classifier (name, file, comma list); default: the dataset's")
-    g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra option for the dataset reader (repeatable)")
+    g = add_dataset_arguments(
+        parser, d, split_help="split to label (e.g. trainaug); default: train (folder datasets: all images)",
+        classes_help="class set of the text classifier (name, file, comma list); default: the dataset's")
     g.add_argument("--limit", type=int, default=d["limit"], help="label only the first N images (smoke runs)")
     c = parser.add_argument_group("CLIP")
     c.add_argument("--model", default=d["model"], help="CLIP model name (clipapro.clip.create_model)")

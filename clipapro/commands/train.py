@@ -10,7 +10,7 @@ Example (8 GPUs; on one CPU drop ``torchrun`` and ``--nproc_per_node``)::
 from __future__ import annotations
 
 from clipapro._validate import signature_defaults
-from clipapro.commands._common import add_alias, flag_error
+from clipapro.commands._common import add_alias, add_dataset_arguments, flag_error
 
 NAME = "train"
 HELP = "self-train a student segmentation net on pseudo labels (resumable, DDP under torchrun)"
@@ -20,15 +20,9 @@ def add_arguments(parser) -> None:
     from clipapro.pseudo.trainjob import TrainJob
 
     d = signature_defaults(TrainJob.create)  # the library's defaults, shown by --help
-    g = parser.add_argument_group("data")
-    g.add_argument("--dataset", required=True,
-                   help="catalog name (voc21, context60, cocostuff171, folder, ...)")
-    g.add_argument("--root", default=d["root"], help="dataset root folder")
-    g.add_argument("--split", default=d["split"],
-                   help="training split (labels come from --pseudo-dir); default: train (folder: all images)")
-    g.add_argument("--classes", default=d["classes"], help="class set for folder/hf datasets")
-    g.add_argument("--dataset-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra option for the dataset reader (repeatable)")
+    g = add_dataset_arguments(
+        parser, d, split_help="training split (labels come from --pseudo-dir); default: train (folder: all images)",
+        classes_help="class set for folder/hf datasets")
     g.add_argument("--pseudo-dir", default=d["pseudo_dir"],
                    help="output of `clipapro pseudo-label` (required unless --clean-labels)")
     g.add_argument("--clean-labels", action="store_true",

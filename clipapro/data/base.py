@@ -37,22 +37,23 @@ class DatasetItemError(ValueError):
         self.sample_id = sample_id
 
 
+def _as_item_error(read, path):
+    try:
+        return read(path)
+    except (FileNotFoundError, _io.UnreadableFileError) as err:
+        raise DatasetItemError(str(err), path=path) from None
+
+
 def read_image(path) -> np.ndarray:
     """:func:`clipapro.io.read_image` (uint8 (H, W, 3) RGB), its errors raised as
     :class:`DatasetItemError` naming the file."""
-    try:
-        return _io.read_image(path)
-    except (FileNotFoundError, _io.UnreadableFileError) as err:
-        raise DatasetItemError(str(err), path=path) from None
+    return _as_item_error(_io.read_image, path)
 
 
 def read_label_png(path) -> np.ndarray:
     """:func:`clipapro.io.read_label_png` (int64 (H, W) indices), its errors raised as
     :class:`DatasetItemError` naming the file."""
-    try:
-        return _io.read_label_png(path)
-    except (FileNotFoundError, _io.UnreadableFileError) as err:
-        raise DatasetItemError(str(err), path=path) from None
+    return _as_item_error(_io.read_label_png, path)
 
 
 def read_split_file(path) -> list[str]:
