@@ -278,6 +278,10 @@ def _resolve(protocol, given: dict, classifier, model):
 
         proto = get_protocol(protocol)
         for key, value in proto.predict_options().items():
+            if (key == "rescale" and given.get("short_side") is not None) or (
+                    key == "short_side" and given.get("rescale") is not None) or (
+                    key == "slide_stride" and given.get("slide_crop") is not None):
+                continue  # the caller's resizing / window replaces the preset's
             if opts.get(key) is None:
                 opts[key] = value
         if opts.get("cosine_refiner") is None:
@@ -392,6 +396,8 @@ def predict_probs(model, images, classifier=None, *, protocol=None, dense_mode=N
             check_int(crop, "slide_crop", min_value=1)
             stride = crop // 2 if o.get("slide_stride") is None else check_int(o["slide_stride"], "slide_stride",
                                                                                 min_value=1)
+            if stride > crop:
+                raise ValueError(f"slide_stride {stride} exceeds slide_crop {crop}: the windows would leave gaps")
             check_int(crop_batch, "crop_batch", min_value=1)
             cos = _slide_cosine(model, pixels, classifier, crop, max(stride, 1), crop_batch, **kw)
         else:

@@ -25,11 +25,14 @@ def add_arguments(parser) -> None:
                    help="extra option for the dataset reader (repeatable)")
     g.add_argument("--limit", type=int, default=None, help="label only the first N images (smoke runs)")
     c = parser.add_argument_group("CLIP")
+    c.add_argument("--protocol", default=None, metavar="NAME",
+                   help="published preset (naclip-voc21, ...; `clipapro prompts --protocols`): its class file, "
+                        "templates, predict options and refinement (NACLIP's PAMR); explicit flags override it")
     c.add_argument("--model", default="ViT-B-16", help="CLIP model name (clipapro.clip.create_model)")
     c.add_argument("--pretrained", default=None, help="pretrained tag or local checkpoint path")
     c.add_argument("--backend", default="open_clip", help="open_clip or transformers")
     c.add_argument("--precision", default="fp32", help="fp32, fp16 or bf16")
-    c.add_argument("--templates", default="imagenet80", help="prompt template set")
+    c.add_argument("--templates", default=None, help="prompt template set (default: the protocol's, else imagenet80)")
     c.add_argument("--text-cache", default=None, help="folder caching text embeddings")
     c.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for create_model (repeatable)")
@@ -37,7 +40,9 @@ def add_arguments(parser) -> None:
                    help="extra option for predict_probs, e.g. short_side=336 (repeatable)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
     r = parser.add_argument_group("refinement and output")
-    r.add_argument("--refine", default="auto", help="refiner: auto, apro, none, or a clipapro.refine method")
+    r.add_argument("--refine", default=None,
+                   help="refiner: auto, apro, none, or a clipapro.refine method (default: auto; with --protocol "
+                        "the preset's own refinement, which a named refiner replaces)")
     r.add_argument("--refine-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="refiner option, e.g. zeta_g=0.02 (repeatable)")
     r.add_argument("--refine-workers", type=int, default=0,

@@ -78,10 +78,19 @@ class PseudoLabelJob:
         if args.refine_workers < 0:
             raise ValueError(f"--refine-workers must be >= 0, got {args.refine_workers}")
         refine_options = parse_kv(args.refine_opt, "--refine-opt")
-        get_refiner(args.refine, **refine_options)  # unknown refiner fails now
-        dataset = load_dataset(args.dataset, args.root, args.split, classes=args.classes,
+        protocol = getattr(args, "protocol", None)
+        proto = None
+        if protocol is not None:
+            from clipapro.protocols import get_protocol
+
+            proto = get_protocol(protocol)
+        refine_name = args.refine or ("none" if proto is not None else "auto")
+        get_refiner(refine_name, **refine_options)  # unknown refiner fails now
+        classes = args.classes or (proto.classes if proto is not None else None)
+        templates = args.templates or (proto.templates if proto is not None else "imagenet80")
+        dataset = load_dataset(args.dataset, args.root, args.split, classes=classes,
                                options=parse_kv(args.dataset_opt, "--dataset-opt"))
-        class_set = check_class_set(args.classes, dataset)
+        class_set = check_class_set(classes, dataset)
         if len(class_set) > 255:
             raise ValueError(f"{len(class_set)} classes do not fit a uint8 label PNG (255 is ignore)")
         out_dir = L.check_writable_dir(args.out_dir)
@@ -89,16 +98,20 @@ class PseudoLabelJob:
         device = resolve_device(args.device, info)
         model_options = parse_kv(args.model_opt, "--model-opt")
         predict_options = parse_kv(args.clip_opt, "--clip-opt")
+        if proto is not None:
+            predict_options = {"protocol": proto.name, **predict_options}
+            if args.refine is not None:
+                predict_options.setdefault("cosine_refiner", False)  # a named refiner replaces the preset's
         config = {
             "dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
             "split": args.split, "num_images": len(dataset),
             "classes": [list(p) for p in class_set.prompts], "class_names": list(class_set.names),
             "model": args.model, "pretrained": args.pretrained, "backend": args.backend,
-            "precision": args.precision, "templates": args.templates, "model_options": model_options,
-            "predict_options": predict_options, "refine": args.refine, "refine_options": refine_options,
+            "precision": args.precision, "templates": templates, "model_options": model_options,
+            "predict_options": predict_options, "refine": refine_name, "refine_options": refine_options,
             "threshold": args.threshold, "soft": bool(args.soft), "clipapro": clipapro.__version__,
         }
-        job = cls(dataset, class_set, config, out_dir, args.refine, refine_options, model_options,
+        job = cls(dataset, class_set, config, out_dir, refine_name, refine_options, model_options,
                   predict_options, args.threshold, bool(args.soft), args.limit, device, info,
                   progress=not args.no_progress, text_cache=args.text_cache, overwrite=bool(args.overwrite),
                   refine_workers=args.refine_workers)
