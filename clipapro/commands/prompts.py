@@ -16,7 +16,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from clipapro.cli import UsageError
     from clipapro.prompts import get_class_set, get_templates, list_class_sets, list_template_sets
-
     from clipapro.protocols import get_protocol, list_protocols
 
     classes, templates = list_class_sets(), list_template_sets()
