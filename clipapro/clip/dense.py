@@ -19,8 +19,11 @@ vanilla     softmax(q k^T): CLIP's own last block (reference)          yes      
 
 The residual/MLP column is each method's choice (MaskCLIP's ViT code keeps both; ClearCLIP and
 NACLIP's "reduced" architecture drop both; SCLIP's public code keeps both) and can be overridden with
-``residual=`` / ``mlp=``. The logit scales are the defaults of the methods' public configs
-(ClearCLIP ``logit_scale=50``, SCLIP and NACLIP ``logit_scale=40``); MaskCLIP multiplies by 100.
+``residual=`` / ``mlp=``. The logit scales are the class defaults of the methods' segmentors
+(ClearCLIP ``logit_scale=50``, SCLIP and NACLIP ``logit_scale=40``); SCLIP's configs override it per
+benchmark (65 on VOC21, 50 on Context60 and COCO-Object), which its presets carry
+(:mod:`clipapro.protocols`). MaskCLIP multiplies by 100 for its key smoothing and prompt denoising;
+its mmsegmentation pipeline then softmaxes the raw cosines (scale 1, its presets).
 The class token takes part in attention, the NACLIP prior ``G`` is zero on its row and column.
 
 ResNet CLIP (attention pool): MaskCLIP applies the pool's value and output projections as 1x1
