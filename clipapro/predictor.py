@@ -30,7 +30,8 @@ import torch
 __all__ = ["SegmentationPredictor"]
 
 # predict_probs options that post-process class probabilities (not needed to record the image embeddings)
-_CLASS_OPTIONS = ("prompt_denoise", "area_threshold", "bg_threshold", "background_index", "synonyms")
+_CLASS_OPTIONS = ("prompt_denoise", "area_threshold", "bg_threshold", "background_index", "synonyms",
+                  "cosine_refiner")
 
 
 class _EncoderCache:
@@ -63,7 +64,7 @@ def _predict_option_names() -> set[str]:
     from clipapro.clip.model import DenseCLIP
 
     skip = {"self", "model", "images", "classifier", "dense_kw", "normalized", "return_keys",
-            "dense_mode"}
+            "dense_mode", "protocol"}
     names = set(inspect.signature(predict_probs).parameters) | set(inspect.signature(DenseCLIP.encode_dense).parameters)
     return names - skip
 
@@ -87,23 +88,45 @@ class SegmentationPredictor:
         templates: prompt templates (``"imagenet80"``, ``"single"``, a file, or a list).
         refine: refine the CLIP probabilities with the image (:func:`clipapro.refiners.refine`).
         refine_method: ``"auto"`` or a :func:`clipapro.refiners.list_refiners` name; ``refine_options``
-            its keyword options. Methods that accept a prebuilt tree get the image's tree, built once.
-        dense_mode: the last-block dense path (``maskclip``, ``clearclip``, ``sclip``, ``naclip``, ...).
+            its keyword options; methods that accept a prebuilt tree get the image's tree, built once.
+            Default: ``"auto"``, or with a ``protocol`` that refines (NACLIP's PAMR on cosines) that
+            preset's own refinement; naming a method replaces the preset's.
+        dense_mode: the last-block dense path (``maskclip``, ``clearclip``, ``sclip``, ``naclip``, ...;
+            default: the protocol's, else ``maskclip``).
+        protocol: a published preset (:mod:`clipapro.protocols`, e.g. ``"naclip-voc21"``): its classes,
+            templates and ``predict_probs`` options are the defaults; arguments given here override them.
         cache_dir: folder caching text embeddings on disk (None: kept in memory only).
         predict_options: any other option of :func:`clipapro.clip.predict_probs` (``slide_crop``,
             ``short_side``, ``logit_scale``, ``key_smoothing``, ``prompt_denoise``, ``bg_threshold``,
             ...) or of ``encode_dense`` (``residual``, ``mlp``, ``gaussian_std``).
     """
 
-    def __init__(self, model, *, classes="voc21", templates="imagenet80", refine: bool = True,
-                 refine_method: str = "auto", refine_options: dict | None = None, dense_mode: str = "maskclip",
-                 cache_dir=None, **predict_options):
+    def __init__(self, model, *, classes=None, templates=None, refine: bool = True,
+                 refine_method: str | None = None, refine_options: dict | None = None, dense_mode: str | None = None,
+                 cache_dir=None, protocol=None, **predict_options):
         from clipapro.clip import DENSE_MODES
         from clipapro.refiners import get_refiner
 
         unknown = sorted(set(predict_options) - _predict_option_names())
         if unknown:
             raise TypeError(f"unknown predict option(s) {unknown}; see clipapro.clip.predict_probs")
+        proto = None
+        if protocol is not None:
+            from clipapro.protocols import get_protocol
+
+            proto = get_protocol(protocol)
+            classes = proto.classes if classes is None else classes
+            templates = proto.templates if templates is None else templates
+            dense_mode = proto.predict_options()["dense_mode"] if dense_mode is None else dense_mode
+            if refine_method is not None or not refine:
+                predict_options.setdefault("cosine_refiner", False)  # the preset's own refinement is replaced
+            elif proto.refine is not None:
+                refine = False  # the preset refines inside predict_probs (NACLIP: PAMR on the cosines)
+        classes = "voc21" if classes is None else classes
+        templates = "imagenet80" if templates is None else templates
+        dense_mode = "maskclip" if dense_mode is None else dense_mode
+        refine_method = "auto" if refine_method is None else refine_method
+        self.protocol = proto
         if dense_mode not in DENSE_MODES:
             raise ValueError(f"dense_mode must be one of {sorted(DENSE_MODES)}, got {dense_mode!r}")
         self._refiner = get_refiner(refine_method)  # unknown names fail here
@@ -168,7 +191,8 @@ class SegmentationPredictor:
         if self._probe is None:
             self._probe = build_text_classifier(self.model, ["background"], templates="{}")
         options = {k: v for k, v in self.predict_options.items() if k not in _CLASS_OPTIONS}
-        predict_probs(self._encoder, img, self._probe, dense_mode=self.dense_mode, **options)
+        predict_probs(self._encoder, img, self._probe, dense_mode=self.dense_mode, protocol=self.protocol,
+                      cosine_refiner=False, **options)
         self._image = img
         if self.refine and self._refiner.accepts_tree:
             from clipapro.propagation import kruskal_tree
@@ -193,7 +217,7 @@ class SegmentationPredictor:
         if self._image is None:
             raise RuntimeError("no image set: call set_image(image) before predict()")
         clf = self.classifier(classes)
-        probs = predict_probs(self._encoder, self._image, clf, dense_mode=self.dense_mode,
+        probs = predict_probs(self._encoder, self._image, clf, dense_mode=self.dense_mode, protocol=self.protocol,
                               **self.predict_options).float().cpu()
         if self.refine if refine is None else refine:
             from clipapro.refiners import refine as refine_fn

@@ -12,6 +12,7 @@ function (a lazy import is still a dependency). Layers, lowest first:
     metrics      confusion matrix, evaluation loop                 -> base            (no propagation, no CLIP)
     refiners     refine() and its registry                         -> base, propagation
     adapters     boxes, points, scribbles                          -> base, propagation, refiners
+    protocols    published presets (CLIP options + refinement)     -> base, propagation, clip, refiners
     pseudo       pseudo labels, students, self-training            -> all of the above
     front        cli, commands, predictor, viz, __main__           -> anything
 """
@@ -28,7 +29,7 @@ if not (PACKAGE / "__init__.py").is_file():  # the copy shipped in a wheel
 
     PACKAGE = Path(clipapro.__file__).resolve().parent
 
-ORDER = ["base", "propagation", "clip", "data", "metrics", "refiners", "adapters", "pseudo", "front"]
+ORDER = ["base", "propagation", "clip", "data", "metrics", "refiners", "adapters", "protocols", "pseudo", "front"]
 BASE = {"_C", "_ext", "_validate", "_deps", "io", "distributed", "prompts"}
 FRONT = {"cli", "commands", "predictor", "viz", "__main__"}
 ALLOWED = {
@@ -39,6 +40,7 @@ ALLOWED = {
     "metrics": {"base", "metrics"},
     "refiners": {"base", "propagation", "refiners"},
     "adapters": {"base", "propagation", "refiners", "adapters"},
+    "protocols": {"base", "propagation", "clip", "refiners", "protocols"},
     "pseudo": set(ORDER) - {"front"},
     "front": set(ORDER),
     # the package itself re-exports the propagation ops and (lazily) refine

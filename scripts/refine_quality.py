@@ -37,7 +37,7 @@ from scipy import ndimage
 _CHECKOUT = Path(__file__).resolve().parents[1]
 if (_CHECKOUT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
     sys.path.insert(0, str(_CHECKOUT))
-from clipapro.refiners import REFINERS, refine  # noqa: E402
+from clipapro.refiners import list_refiners, refine  # noqa: E402
 
 NUM_CLASSES = 21  # PASCAL VOC: background + 20 objects
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -265,7 +265,7 @@ def main(argv=None):
     for spec in args.extra:
         name, rest = spec.split("=", 1)
         method, _, opts = rest.partition(":")
-        if method not in REFINERS:
+        if method not in list_refiners():
             ap.error(f"unknown method {method!r} in --extra")
         methods[name] = (method, json.loads(opts) if opts else {})
     noise = NOISE_MODELS if not args.noise else {n: NOISE_MODELS[n] for n in args.noise.split(",")}

@@ -19,8 +19,11 @@ vanilla     softmax(q k^T): CLIP's own last block (reference)          yes      
 
 The residual/MLP column is each method's choice (MaskCLIP's ViT code keeps both; ClearCLIP and
 NACLIP's "reduced" architecture drop both; SCLIP's public code keeps both) and can be overridden with
-``residual=`` / ``mlp=``. The logit scales are the defaults of the methods' public configs
-(ClearCLIP ``logit_scale=50``, SCLIP and NACLIP ``logit_scale=40``); MaskCLIP multiplies by 100.
+``residual=`` / ``mlp=``. The logit scales are the class defaults of the methods' segmentors
+(ClearCLIP ``logit_scale=50``, SCLIP and NACLIP ``logit_scale=40``); SCLIP's configs override it per
+benchmark (65 on VOC21, 50 on Context60 and COCO-Object), which its presets carry
+(:mod:`clipapro.protocols`). MaskCLIP multiplies by 100 for its key smoothing and prompt denoising;
+its mmsegmentation pipeline then softmaxes the raw cosines (scale 1, its presets).
 The class token takes part in attention, the NACLIP prior ``G`` is zero on its row and column.
 
 ResNet CLIP (attention pool): MaskCLIP applies the pool's value and output projections as 1x1
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 
 from clipapro.clip.towers import ResNetTower, ViTTower
 
-__all__ = ["DENSE_MODES", "gaussian_prior", "interpolate_pos_embed", "resnet_dense", "vit_dense"]
+__all__ = ["DENSE_MODES", "POS_EMBED_RULES", "gaussian_prior", "interpolate_pos_embed", "resnet_dense", "vit_dense"]
 
 DENSE_MODES = {
     "maskclip": {"attention": "value", "residual": True, "mlp": True, "logit_scale": 100.0},
@@ -48,20 +51,47 @@ DENSE_MODES = {
 }
 
 
-def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+#: How a ViT's (1 + G*G, C) positional table is resized to an (h, w) patch grid (bicubic, align_corners=False):
+#: ``"size"``: ``F.interpolate(size=(h, w))``, source coordinate (i + 0.5) * G / h - 0.5; the table is kept
+#: only for the G x G grid (clipapro's default; open_clip and transformers interpolate the same way).
+#: ``"size-same-count"``: the same, but the table is kept whenever h * w == G * G (mmsegmentation's ViT,
+#: MaskCLIP; for a non-square grid with G * G patches the square table is added unchanged).
+#: ``"scale-plus-0.1"``: ``F.interpolate(scale_factor=((h + 0.1) / G, (w + 0.1) / G))``, source coordinate
+#: (i + 0.5) * G / (h + 0.1) - 0.5, kept whenever h * w == G * G (the DINO recipe in the OpenAI-CLIP
+#: forks of SCLIP ``clip/model.py``, NACLIP ``clip/model.py`` and ClearCLIP ``open_clip/transformer.py``).
+POS_EMBED_RULES = ("size", "size-same-count", "scale-plus-0.1")
+
+
+def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], *, rule: str = "size") -> torch.Tensor:
     """Resize a ViT positional embedding (1 + G*G, C) to a (h, w) patch grid; returns (1 + h*w, C).
 
-    Bicubic, ``align_corners=False``, class position kept, as open_clip / transformers / SCLIP do.
+    Bicubic, ``align_corners=False``, class position kept; ``rule`` is one of :data:`POS_EMBED_RULES`.
+
+    Example:
+        >>> import torch
+        >>> interpolate_pos_embed(torch.randn(1 + 14 * 14, 8), (21, 31), rule="scale-plus-0.1").shape
+        torch.Size([652, 8])
     """
+    if rule not in POS_EMBED_RULES:
+        raise ValueError(f"pos_embed_rule must be one of {POS_EMBED_RULES}, got {rule!r}")
     cls_pos, patch_pos = pos_embed[:1], pos_embed[1:]
     side = math.isqrt(patch_pos.shape[0])
     if side * side != patch_pos.shape[0]:
         raise ValueError(f"positional embedding of {patch_pos.shape[0]} patches is not a square grid")
-    if (side, side) == tuple(grid):
+    h, w = (int(g) for g in grid)
+    if (side, side) == (h, w) or (rule != "size" and h * w == side * side):
         return pos_embed
     dim = patch_pos.shape[1]
     img = patch_pos.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
-    img = F.interpolate(img, size=tuple(grid), mode="bicubic", align_corners=False)
+    if rule == "scale-plus-0.1":
+        # the forks write the factor as (n + 0.1) / sqrt(N); the same double keeps the kernel's coordinates
+        root = math.sqrt(patch_pos.shape[0])
+        img = F.interpolate(img, scale_factor=((h + 0.1) / root, (w + 0.1) / root), mode="bicubic",
+                            align_corners=False, recompute_scale_factor=False)
+        if tuple(img.shape[-2:]) != (h, w):  # cannot happen for grids below 10^6 patches; checked anyway
+            raise RuntimeError(f"scale-plus-0.1 resizing gave {tuple(img.shape[-2:])}, expected {(h, w)}")
+    else:
+        img = F.interpolate(img, size=(h, w), mode="bicubic", align_corners=False)
     patch_pos = img.permute(0, 2, 3, 1).reshape(-1, dim).to(pos_embed.dtype)
     return torch.cat([cls_pos, patch_pos], dim=0)
 
@@ -79,13 +109,14 @@ def gaussian_prior(grid: tuple[int, int], std: float, *, device=None, dtype=torc
     return F.pad(prior, (1, 0, 1, 0)).to(dtype)
 
 
-def _tokens_before_last(tower: ViTTower, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def _tokens_before_last(tower: ViTTower, pixels: torch.Tensor,
+                        pos_embed_rule: str = "size") -> tuple[torch.Tensor, tuple[int, int]]:
     """Run patch embedding, positional embedding and all blocks but the last; returns (B, 1 + h*w, C)."""
     x = tower.patch_embed(pixels.to(tower.patch_embed.weight.dtype))
     grid = (x.shape[2], x.shape[3])
     x = x.flatten(2).transpose(1, 2)
     cls = tower.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], 1, -1)
-    x = torch.cat([cls, x], dim=1) + interpolate_pos_embed(tower.pos_embed, grid).to(x.dtype)
+    x = torch.cat([cls, x], dim=1) + interpolate_pos_embed(tower.pos_embed, grid, rule=pos_embed_rule).to(x.dtype)
     x = tower.ln_pre(x)
     for block in tower.blocks:
         x = block(x)
@@ -117,11 +148,13 @@ def _last_attention(y, last, attention: str, grid, gaussian_std: float):
 
 
 def vit_dense(tower: ViTTower, pixels: torch.Tensor, *, attention: str = "value", residual: bool = True,
-              mlp: bool = True, gaussian_std: float = 5.0, return_keys: bool = False):
+              mlp: bool = True, gaussian_std: float = 5.0, return_keys: bool = False,
+              pos_embed_rule: str = "size"):
     """Dense ViT embeddings (B, D, h, w), not normalised, from normalised pixels (B, 3, H, W).
 
-    H and W must be multiples of the patch size (``predict`` pads). With ``return_keys`` also returns
-    the last block's keys (B, C, h, w) (MaskCLIP's key smoothing uses them).
+    H and W must be multiples of the patch size (``predict`` pads or cuts). With ``return_keys`` also
+    returns the last block's keys (B, C, h, w) (MaskCLIP's key smoothing uses them).
+    ``pos_embed_rule``: one of :data:`POS_EMBED_RULES`.
 
     Example:
         >>> import open_clip, torch
@@ -131,7 +164,7 @@ def vit_dense(tower: ViTTower, pixels: torch.Tensor, *, attention: str = "value"
         >>> vit_dense(open_clip_vit_tower(m.visual), torch.randn(1, 3, 48, 32)).shape
         torch.Size([1, 16, 6, 4])
     """
-    x, grid = _tokens_before_last(tower, pixels)
+    x, grid = _tokens_before_last(tower, pixels, pos_embed_rule)
     last = tower.last
     attn, keys = _last_attention(last.ln_1(x), last, attention, grid, gaussian_std)
     out = last.ls_1(last.out_proj(attn))

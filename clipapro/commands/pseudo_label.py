@@ -25,11 +25,15 @@ def add_arguments(parser) -> None:
         classes_help="class set of the text classifier (name, file, comma list); default: the dataset's")
     g.add_argument("--limit", type=int, default=d["limit"], help="label only the first N images (smoke runs)")
     c = parser.add_argument_group("CLIP")
+    c.add_argument("--protocol", default=d["protocol"], metavar="NAME",
+                   help="published preset (naclip-voc21, ...; `clipapro prompts --protocols`): its class file, "
+                        "templates, predict options and refinement (NACLIP's PAMR); explicit flags override it")
     c.add_argument("--model", default=d["model"], help="CLIP model name (clipapro.clip.create_model)")
     c.add_argument("--pretrained", default=d["pretrained"], help="pretrained tag or local checkpoint path")
     c.add_argument("--backend", default=d["backend"], help="open_clip or transformers")
     c.add_argument("--precision", default=d["precision"], help="fp32, fp16 or bf16")
-    c.add_argument("--templates", default=d["templates"], help="prompt template set")
+    c.add_argument("--templates", default=d["templates"],
+                   help="prompt template set (default: the protocol's, else imagenet80)")
     c.add_argument("--cache-dir", default=d["cache_dir"], help="folder caching text embeddings")
     add_alias(c, "--text-cache", "--cache-dir")
     c.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -39,7 +43,8 @@ def add_arguments(parser) -> None:
     c.add_argument("--device", default=d["device"], help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
     r = parser.add_argument_group("refinement and output")
     r.add_argument("--refine", default=d["refine"],
-                   help=f"refiner: auto (the default refiner) or one of {', '.join(list_refiners())}")
+                   help=f"refiner: auto or one of {', '.join(list_refiners())} (default: auto; with --protocol "
+                        "the preset's own refinement, which a named refiner replaces)")
     r.add_argument("--refine-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="refiner option, e.g. zeta_g=0.02 (repeatable)")
     r.add_argument("--refine-workers", type=int, default=d["refine_workers"],
@@ -71,7 +76,7 @@ def run(args) -> int:
             predict_options=parse_options(args.clip_opt, "--clip-opt"), device=args.device, refine=args.refine,
             refine_options=parse_options(args.refine_opt, "--refine-opt"), refine_workers=args.refine_workers,
             threshold=args.threshold, soft=args.soft, out_dir=args.out_dir, overwrite=args.overwrite,
-            progress=not args.no_progress)
+            progress=not args.no_progress, protocol=args.protocol)
     except (ValueError, TypeError, ImportError, FileNotFoundError, PermissionError) as err:
         raise flag_error(err, args, _FLAGS) from err
     stats = job.run()

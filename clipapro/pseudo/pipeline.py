@@ -47,6 +47,10 @@ def clip_predictor(*, model: str, pretrained, backend: str, precision: str, devi
                        **(model_options or {}))
     classifier = build_text_classifier(net, class_set, templates=templates, cache_dir=cache_dir, progress=progress)
     opts = dict(predict_options or {})
+    if isinstance(opts.get("protocol"), str):  # the manifest records the preset by name
+        from clipapro.protocols import get_protocol
+
+        opts["protocol"] = get_protocol(opts["protocol"])
 
     def predict(image: torch.Tensor) -> torch.Tensor:
         return predict_probs(net, image.to(device), classifier, **opts)
@@ -91,19 +95,23 @@ class PseudoLabelJob:
     def create(cls, *, dataset: str, out_dir, root=None, split: str | None = None, classes=None,
                dataset_options: dict | None = None, limit: int | None = None, model: str = "ViT-B-16",
                pretrained: str | None = None, backend: str = "open_clip", precision: str = "fp32",
-               templates: str = "imagenet80", cache_dir=None, model_options: dict | None = None,
-               predict_options: dict | None = None, device: str = "auto", refine: str = "auto",
+               templates: str | None = None, cache_dir=None, model_options: dict | None = None,
+               predict_options: dict | None = None, device: str = "auto", refine: str | None = None,
                refine_options: dict | None = None, refine_workers: int = 0, threshold: float | None = None,
-               soft: bool = False, overwrite: bool = False, progress: bool = True) -> PseudoLabelJob:
+               soft: bool = False, overwrite: bool = False, progress: bool = True,
+               protocol: str | None = None) -> PseudoLabelJob:
         """Check a configuration and return the job; raises ValueError / FileNotFoundError /
         PermissionError naming the bad argument before any model is built.
 
         ``dataset``: catalog name (voc21, context60, cocostuff171, folder, hf:...); ``split``: default
         ``train`` (folder datasets: all images); ``classes``: class set of the text classifier
-        (default: the dataset's); ``limit``: label only the first N images; ``refine``: a
-        :func:`clipapro.refiners.list_refiners` name or ``"auto"``; ``threshold``: pixels whose top
+        (default: the protocol's, else the dataset's); ``templates``: default the protocol's, else
+        ``imagenet80``; ``limit``: label only the first N images; ``refine``: a
+        :func:`clipapro.refiners.list_refiners` name or ``"auto"`` (default: ``"auto"``; with a
+        ``protocol`` the preset's own refinement, which a named refiner replaces); ``threshold``: pixels whose top
         refined probability is below it become 255; ``soft``: also write float16 soft labels;
-        ``refine_workers``: threads refining while CLIP predicts the next images (0: inline).
+        ``refine_workers``: threads refining while CLIP predicts the next images (0: inline);
+        ``protocol``: a published preset (:mod:`clipapro.protocols`, e.g. ``"naclip-voc21"``).
         """
         _check_range(threshold, "threshold", 0.0, 1.0, lo_open=True)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -111,7 +119,16 @@ class PseudoLabelJob:
         if isinstance(refine_workers, bool) or not isinstance(refine_workers, int) or refine_workers < 0:
             raise ValueError(f"refine_workers must be an int >= 0, got {refine_workers!r}")
         refine_options = dict(refine_options or {})
+        proto = None
+        if protocol is not None:
+            from clipapro.protocols import get_protocol
+
+            proto = get_protocol(protocol)
+        named_refiner = refine is not None
+        refine = refine if named_refiner else ("none" if proto is not None else "auto")
         make_refiner(refine, **refine_options)  # unknown refiner or option fails now
+        classes = classes if classes is not None else (proto.classes if proto is not None else None)
+        templates = templates if templates is not None else (proto.templates if proto is not None else "imagenet80")
         ds = load_dataset(dataset, root, split, classes=classes, options=dataset_options)
         class_set = check_class_set(classes, ds)
         if len(class_set) > MAX_PNG_CLASSES:
@@ -121,6 +138,10 @@ class PseudoLabelJob:
         info = dist_info()
         dev = resolve_device(device, info)
         model_options, predict_options = dict(model_options or {}), dict(predict_options or {})
+        if proto is not None:
+            predict_options = {"protocol": proto.name, **predict_options}
+            if named_refiner:
+                predict_options.setdefault("cosine_refiner", False)  # a named refiner replaces the preset's
         config = {
             "dataset": dataset, "root": str(Path(root).resolve()) if root else None,
             "split": split, "num_images": len(ds),

@@ -22,8 +22,8 @@ def pad_replicate(x: torch.Tensor, pad: int) -> torch.Tensor:
     if pad == 0:
         return x
     h, w = x.shape[-2:]
-    rows = torch.arange(-pad, h + pad).clamp_(0, h - 1)
-    cols = torch.arange(-pad, w + pad).clamp_(0, w - 1)
+    rows = torch.arange(-pad, h + pad, device=x.device).clamp_(0, h - 1)
+    cols = torch.arange(-pad, w + pad, device=x.device).clamp_(0, w - 1)
     return x.index_select(-2, rows).index_select(-1, cols)
 
 

@@ -36,6 +36,34 @@ def pamr_affinity(image: torch.Tensor, dilations) -> tuple[torch.Tensor, list[tu
 
 @register_refiner("pamr")
 @torch.no_grad()
+def pamr_propagate(image: torch.Tensor, values: torch.Tensor, *, steps: int = 10, dilations=(8, 16)) -> torch.Tensor:
+    """``steps`` rounds of PAMR averaging of any (B, C, H, W) values guided by a (B, 3, H, W) image,
+    without renormalising: NACLIP applies it to cosines, guided by its normalised input (``naclip.py``).
+
+    Example:
+        >>> img = torch.rand(1, 3, 16, 16)
+        >>> pamr_propagate(img, torch.ones(1, 2, 16, 16)).allclose(torch.ones(1, 2, 16, 16))
+        True
+    """
+    steps = check_int(steps, "steps", min_value=0)
+    dilations = tuple(check_int(d, "dilations", min_value=1) for d in dilations)
+    if not dilations:
+        raise ValueError("dilations must not be empty")
+    h, w = image.shape[-2:]
+    if values.shape[-2:] != (h, w):
+        raise ValueError(f"values {tuple(values.shape)} and image {tuple(image.shape)} differ in size")
+    alpha, offsets, pad = pamr_affinity(image, dilations)
+    q = values
+    for _ in range(steps):
+        padded = pad_replicate(q, pad)
+        nxt = torch.zeros_like(q)
+        for m, (dy, dx) in enumerate(offsets):
+            nxt.addcmul_(alpha[:, m:m + 1], shifted(padded, pad, dy, dx, h, w))
+        q = nxt
+    return q
+
+
+@torch.no_grad()
 def pamr(image: torch.Tensor, probs: torch.Tensor, *, steps: int = 10, dilations=(8, 16)) -> torch.Tensor:
     """PAMR with NACLIP/SCLIP's settings by default (10 steps, dilations 8 and 16): (B, 3, H, W) image in
     [0, 1], (B, K, H, W) probabilities -> refined (B, K, H, W).
@@ -45,17 +73,5 @@ def pamr(image: torch.Tensor, probs: torch.Tensor, *, steps: int = 10, dilations
         >>> pamr(img, torch.softmax(torch.randn(1, 4, 32, 32), 1)).shape
         torch.Size([1, 4, 32, 32])
     """
-    steps = check_int(steps, "steps", min_value=0)
-    dilations = tuple(check_int(d, "dilations", min_value=1) for d in dilations)
-    if not dilations:
-        raise ValueError("dilations must not be empty")
-    h, w = image.shape[-2:]
-    alpha, offsets, pad = pamr_affinity(image, dilations)
-    q = probs
-    for _ in range(steps):
-        padded = pad_replicate(q, pad)
-        nxt = torch.zeros_like(q)
-        for m, (dy, dx) in enumerate(offsets):
-            nxt.addcmul_(alpha[:, m:m + 1], shifted(padded, pad, dy, dx, h, w))
-        q = nxt
+    q = pamr_propagate(image, probs, steps=steps, dilations=dilations)
     return q / q.sum(1, keepdim=True).clamp_min(1e-12)

@@ -117,7 +117,7 @@ def test_bad_images(oc_vit, clf, images, error, match):
 
 def test_bad_options(oc_vit, oc_rn, clf):
     img = torch.rand(1, 3, 32, 32)
-    for kwargs, match in [({"dense_mode": "nope"}, "dense_mode"), ({"slide_crop": 0}, "slide_crop"),
+    for kwargs, match in [({"dense_mode": "nope"}, "dense_mode"), ({"slide_crop": -1}, "slide_crop"),
                           ({"slide_stride": 8}, "needs slide_crop"), ({"logit_scale": -1.0}, "logit_scale"),
                           ({"out_size": (0, 4)}, "out_size"), ({"short_side": 0}, "short_side")]:
         with pytest.raises(ValueError, match=match):
