@@ -13,7 +13,7 @@ $VPY -m pip install -q --upgrade pip setuptools wheel
 # The highest torch/torchvision allowed here; the CUDA wheels run fine on CPU.
 $VPY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 $VPY -m pip install -q open_clip_torch transformers datasets matplotlib pillow tqdm safetensors \
-    pybind11 pytest scikit-image scipy
+    pybind11 pytest hypothesis scikit-image scipy
 # Benchmark-only extras; optional, the toolkit and its tests work without them.
 $VPY -m pip install -q pydensecrf2 opencv-python-headless || echo "setup: optional benchmark extras not installed"
 $VPY -m pip install -q --no-deps -e .

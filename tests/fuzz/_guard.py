@@ -72,7 +72,9 @@ def describe(kwargs: dict) -> str:
     """Arguments in a line: arrays by shape and dtype, trees by their parts."""
     parts = []
     for key, value in kwargs.items():
-        if hasattr(value, "shape"):
+        if hasattr(value, "stride") and callable(value.stride):
+            parts.append(f"{key}={value.dtype}{tuple(value.shape)} strides {value.stride()}")
+        elif hasattr(value, "shape"):
             parts.append(f"{key}={value.dtype}{tuple(value.shape)}")
         elif isinstance(value, dict):
             parts.append(f"{key}=KruskalTree(parent={value['parent'].tolist()}, height={value['height'].tolist()})")

@@ -9,7 +9,6 @@ from hypothesis import Phase
 
 #: Relative tolerance of the compiled core and the twins against the float64 references.
 TOL = {torch.float32: 2e-4, torch.float64: 1e-9}
-ERRORS = (ValueError, TypeError)
 #: Phases without shrinking, for calls in the guarded worker: shrinking a crash would restart the
 #: worker at every step (minutes); the example as found is reported instead.
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -31,19 +30,3 @@ def assert_close(got: np.ndarray, ref: np.ndarray, dtype, scale: float, what: st
     assert (err <= bound).all(), (f"{what}: off by {err[worst]:.3g} (allowed {bound[worst]:.3g}) at {worst}: "
                                   f"got {got[worst]!r}, reference {ref[worst]!r}")
 
-
-def run_on(backend: str, fn):
-    """fn() with the compiled core ("compiled") or the pure-torch twins ("twin")."""
-    import pytest
-
-    from clipapro import _ext
-
-    if backend == "compiled" and not _ext.has_ext():
-        pytest.skip("compiled core not built")
-    saved = _ext.get_ext()
-    if backend == "twin":
-        _ext._STATE["ext"] = None
-    try:
-        return fn()
-    finally:
-        _ext._STATE["ext"] = saved

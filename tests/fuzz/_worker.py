@@ -1,8 +1,11 @@
 """A child process that runs propagation calls for the tests, so that a crash kills it, not pytest.
 
 Protocol (see _guard.py): length-prefixed pickles on stdin/stdout. A request is ``(op, backend,
-kwargs)`` with numpy arrays for tensors; the reply is ``("ok", result)`` with numpy arrays, or
-``("error", exception type name, message)``. ``backend`` is "compiled" or "twin".
+kwargs)``: ``op`` names a function of clipapro.propagation.functional, tensors travel as tensors
+(a pickled tensor keeps its strides: channels-last and strided views arrive as they were sent) or
+numpy arrays, and a KruskalTree as a dict of arrays (so that corrupted ones can be sent). The reply
+is ``("ok", result)`` with numpy arrays, or ``("error", exception type name, message)``.
+``backend`` is "compiled" or "twin".
 Run as a script: ``python tests/fuzz/_worker.py``.
 """
 

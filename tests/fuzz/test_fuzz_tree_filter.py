@@ -1,5 +1,6 @@
 """Fuzz: tree_filter (compiled core and twin) against the O(N^2) brute force, over shapes, layouts,
-dtypes, zetas over 60 orders of magnitude and values over the float range."""
+dtypes, zetas over 60 orders of magnitude and values over the float range. Every call runs in the
+guarded worker: a crash fails the example instead of killing pytest."""
 
 import math
 
@@ -9,10 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clipapro.propagation import kruskal_tree, tree_filter
-
 from ..propagation._reference import brute_tree_filter
-from ._oracle import ERRORS, TOL, assert_close, names_an_argument, run_on
+from ._oracle import TOL, assert_close, names_an_argument
 from ._strategies import ZETAS, problems
 
 BACKENDS = ["compiled", "twin"]
@@ -57,47 +56,45 @@ def _expect(values, guide, zeta, normalize, include_self, got_or_error, what):
         assert_close(y, ref, dtype, vmax, what, slack=np.minimum(slack, 2 * vmax))
 
 
+def _reply(reply, what):
+    """A worker reply as the result tensor or the exception it stands for."""
+    if reply[0] == "ok":
+        return torch.from_numpy(reply[1])
+    assert reply[1] in ("ValueError", "TypeError"), f"{what}: {reply}"
+    assert names_an_argument(reply[2], ["values", "guide", "zeta"]), f"{what}: {reply[2]!r} names no argument"
+    return ValueError(reply[2]) if reply[1] == "ValueError" else TypeError(reply[2])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(problem=problems(), zeta=ZETAS, normalize=st.booleans(), include_self=st.booleans(),
        zeta_type=st.sampled_from([float, np.float32, np.float64]))
-def test_tree_filter_matches_brute_force(backend, problem, zeta, normalize, include_self, zeta_type):
+def test_tree_filter_matches_brute_force(guard, backend, problem, zeta, normalize, include_self, zeta_type):
     values, guide, meta = problem
     z = zeta_type(zeta)
     if float(z) == 0.0 or not np.isfinite(float(z)):  # 1e-30 as a float32 is fine; below its range it is 0
         z = zeta
     what = f"{backend} tree_filter({meta}, zeta={float(z):.3g}, normalize={normalize}, include_self={include_self})"
-    try:
-        got = run_on(backend, lambda: tree_filter(values, guide, zeta=z, normalize=normalize,
-                                                             include_self=include_self))
-    except ERRORS as err:
-        assert names_an_argument(str(err), ["values", "guide", "zeta"]), f"{what}: {err!r} names no argument"
-        got = err
+    got = _reply(guard.call("tree_filter", backend, values=values, guide=guide, zeta=z, normalize=normalize,
+                            include_self=include_self), what)
     _expect(values, guide, float(z), normalize, include_self, got, what)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(problem=problems(guide_decades=(-8.0, 8.0)), zeta=ZETAS, normalize=st.booleans(), include_self=st.booleans())
-def test_prebuilt_tree_matches_fused(backend, problem, zeta, normalize, include_self):
+def test_prebuilt_tree_matches_fused(guard, backend, problem, zeta, normalize, include_self):
     """tree_filter on kruskal_tree(guide) equals the fused call. (A KruskalTree stores squared
     distances in the guide's dtype, so for guides near the dtype's limits it is exact only to its
     stored heights, which tests/fuzz/test_fuzz_trees.py checks; the fused call rescales instead.)"""
     values, guide, meta = problem
     kw = dict(zeta=zeta, normalize=normalize, include_self=include_self)
-
-    def both():
-        try:
-            kt = kruskal_tree(guide)
-        except ValueError as err:  # squared distances that overflow the dtype cannot be stored
-            assert "guide" in str(err) and "overflow" in str(err)
-            return None
-        return tree_filter(values, kt, **kw), tree_filter(values, guide, **kw)
-
-    try:
-        out = run_on(backend, both)
-    except ERRORS as err:
-        assert names_an_argument(str(err), ["values", "guide", "zeta"]), f"{err!r} names no argument"
+    what = f"{backend} prebuilt vs fused ({meta}, {kw})"
+    built = guard.call("kruskal_tree", backend, guide=guide)
+    assert built[0] == "ok", f"{what}: {built}"
+    tree = dict(kind="KruskalTree", size=[meta["h"], meta["w"]], **built[1])
+    pre = _reply(guard.call("tree_filter", backend, values=values, guide=tree, **kw), what)
+    fused = _reply(guard.call("tree_filter", backend, values=values, guide=guide, **kw), what)
+    if isinstance(pre, Exception) or isinstance(fused, Exception):  # only sums past the float range
+        assert type(pre) is type(fused) and "unnormalised sums overflow" in str(pre), f"{what}: {pre!r}, {fused!r}"
         return
-    if out is not None:
-        pre, fused = (t.double().numpy() for t in out)
-        scale = float(values.abs().max()) * (1 if normalize else meta["h"] * meta["w"])
-        assert_close(pre, fused, meta["dtype"], scale, f"{backend} prebuilt vs fused ({meta}, {kw})")
+    scale = float(values.abs().max()) * (1 if normalize else meta["h"] * meta["w"])
+    assert_close(pre.double().numpy(), fused.double().numpy(), meta["dtype"], scale, what)

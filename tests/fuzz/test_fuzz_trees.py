@@ -117,7 +117,7 @@ def test_given_trees(guard, backend, data, zeta, normalize, include_self, corrup
         edge_dtype = np.int64
     tree = edges.astype(edge_dtype)[None]
     what = f"{backend} tree_filter(h={h}, w={w}, tree={edges.tolist()}, zeta={zeta:.3g})"
-    reply = _outcome(guard.call("tree_filter", backend, values=values.numpy(), guide=guide.numpy(), zeta=zeta,
+    reply = _outcome(guard.call("tree_filter", backend, values=values, guide=guide, zeta=zeta,
                                 tree=tree, normalize=normalize, include_self=include_self), what)
     valid = spanning_tree_is_valid(edges.tolist(), h, w)
     event(f"{corruption}: {'valid' if valid else 'broken'}")
@@ -186,7 +186,7 @@ def test_prebuilt_kruskal_trees(guard, backend, data, zeta, normalize, include_s
     tree = dict(kind="KruskalTree", parent=parent, height=height.astype(NUMPY[dtype]), edges=kt.edges.numpy(),
                 edge_weights=kt.edge_weights.numpy(), size=size)
     what = f"{backend} tree_filter(KruskalTree {corruption}, h={h}, w={w}, zeta={zeta:.3g})"
-    reply = _outcome(guard.call("tree_filter", backend, values=values.numpy(), guide=tree, zeta=zeta,
+    reply = _outcome(guard.call("tree_filter", backend, values=values, guide=tree, zeta=zeta,
                                 normalize=normalize, include_self=include_self), what)
     valid = (parent.dtype == np.int32 and tuple(size) == (h, w)
              and kruskal_tree_is_valid(parent[0], height[0], n))
