@@ -21,7 +21,8 @@ from clipapro._validate import (
     check_same_dtype,
     check_tensor,
 )
-from clipapro.propagation.functional import KruskalTree, _kruskal_tree, local_filter, tree_filter
+from clipapro.propagation import _checks
+from clipapro.propagation.functional import KruskalTree, kruskal_tree, local_filter, tree_filter
 
 __all__ = ["AProTargets", "apro", "APRO_DEFAULTS"]
 
@@ -75,7 +76,7 @@ def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel",
         torch.Size([1, 3, 32, 32])
     """
     check_tensor(probs, "probs", ndim=4, dtypes=FLOAT_DTYPES, finite=True)
-    check_tensor(image, "image", ndim=4, dtypes=FLOAT_DTYPES, finite=True)
+    gmax = _checks.check_image(image, "image")
     check_same_dtype(probs, image, "probs", "image")
     check_same_device(probs, image, "probs", "image")
     if probs.shape[0] != image.shape[0] or probs.shape[-2:] != image.shape[-2:]:
@@ -90,7 +91,9 @@ def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel",
     iterations = check_int(iterations, "iterations", min_value=0, max_value=2**31 - 1)
     if tree is not None and not isinstance(tree, KruskalTree):
         raise TypeError(f"tree must be a KruskalTree (from kruskal_tree(image)) or None, got {type(tree).__name__}")
-    kt = tree if tree is not None else _kruskal_tree(image, None, "image")
+    if tree is None:  # the tree stores squared distances: refuse here, naming apro's argument
+        _checks.check_distances_fit(gmax, image.shape[1], image.dtype, "image")
+    kt = tree if tree is not None else kruskal_tree(image)
 
     def global_(x):
         g = tree_filter(x, kt, zeta=zeta_g)
