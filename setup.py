@@ -6,6 +6,9 @@ so it builds in seconds under pip's build isolation and survives torch upgrades.
 Environment switches:
   CLIPAPRO_PORTABLE=1   do not tune for the build machine's CPU (no -march=native)
   CLIPAPRO_DEBUG=1      -O0 -g, assertions on
+  CLIPAPRO_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer build (-fsanitize=address,undefined
+                        -fno-omit-frame-pointer -O1 -g, compiled and linked with them). Python itself is not
+                        instrumented: run it with LD_PRELOAD of libasan/libubsan, as scripts/fuzz_sanitized.sh does
   CLIPAPRO_CUDA=1       request a CUDA build (not available yet: GPU tensors run LP in torch and
                         GP through the CPU kernels; see README)
 """
@@ -22,9 +25,16 @@ if os.environ.get("CLIPAPRO_CUDA", "0") == "1":
              "accepted by every op (LP runs in torch on the GPU, GP copies through the CPU kernels).")
 
 debug = os.environ.get("CLIPAPRO_DEBUG", "0") == "1"
+sanitize = os.environ.get("CLIPAPRO_SANITIZE", "0") == "1"
 portable = os.environ.get("CLIPAPRO_PORTABLE", "0") == "1"
-flags = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG", "-fno-math-errno"]
-if not debug and not portable and sys.platform.startswith("linux"):
+sanitizers = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+if sanitize:  # exact scratch buffers and annotated std::vector, so that overruns are seen (scratch.h)
+    flags = sanitizers + ["-O1", "-g", "-DCLIPAPRO_SANITIZE", "-D_GLIBCXX_SANITIZE_VECTOR"]
+elif debug:
+    flags = ["-O0", "-g"]
+else:
+    flags = ["-O3", "-DNDEBUG", "-fno-math-errno"]
+if not debug and not sanitize and not portable and sys.platform.startswith("linux"):
     flags.append("-march=native")
 
 ext = Pybind11Extension(
@@ -33,7 +43,7 @@ ext = Pybind11Extension(
     include_dirs=["csrc"],
     cxx_std=17,
     extra_compile_args=flags,
-    extra_link_args=["-pthread"],
+    extra_link_args=["-pthread"] + (sanitizers if sanitize else []),
 )
 
 setup(

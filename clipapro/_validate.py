@@ -7,6 +7,8 @@ message that names the argument and what it got.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 
 import torch
 
@@ -46,6 +48,26 @@ def all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+def finite_abs_max(x: torch.Tensor, name: str) -> float:
+    """Largest |x| of a float tensor; ``ValueError`` naming ``name`` when it has NaN or Inf values.
+
+    One pass, like :func:`all_finite` (compiled for contiguous CPU tensors): the propagation ops use
+    it both as their finite check and to see whether an input needs rescaling."""
+    if x.device.type == "cpu" and x.dtype in FLOAT_DTYPES and x.is_contiguous():
+        from clipapro import _ext
+
+        ext = _ext.get_ext()
+        if ext is not None:
+            top = float(ext.abs_max(x.detach().reshape(-1).numpy(), _ext.num_threads()))
+        else:
+            top = float(x.detach().abs().max())
+    else:
+        top = float(x.detach().abs().max())
+    if not math.isfinite(top):
+        raise ValueError(f"{name} contains NaN or Inf values (shape {tuple(x.shape)})")
+    return top
+
+
 def check_same_dtype(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.dtype != b.dtype:
         raise TypeError(f"{name_a} ({a.dtype}) and {name_b} ({b.dtype}) must have the same dtype")
@@ -57,8 +79,8 @@ def check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str
 
 
 def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
-    """Check a real scalar is finite and > 0 (or >= 0)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Check a real scalar (Python or numpy number, bools rejected) is finite and > 0 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's bool_ is no Real either
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
@@ -67,12 +89,17 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     return v
 
 
-def check_int(value, name: str, *, min_value: int | None = None, odd: bool = False) -> int:
-    """Check an integer argument (bools rejected) with an optional lower bound and oddness."""
-    if isinstance(value, bool) or not isinstance(value, int):
+def check_int(value, name: str, *, min_value: int | None = None, max_value: int | None = None,
+              odd: bool = False) -> int:
+    """Check an integer argument (Python or numpy integer, bools rejected) with optional bounds and
+    oddness; returns it as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # nor an Integral
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = operator.index(value)
     if min_value is not None and value < min_value:
         raise ValueError(f"{name} must be >= {min_value}, got {value}")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got {value}")
     if odd and value % 2 == 0:
         raise ValueError(f"{name} must be odd, got {value}")
     return value

@@ -75,7 +75,10 @@ def run(args) -> int:
         probs_to_tensor(probs, logits=args.logits)  # bad values are a bad argument, found before any work
     except (ValueError, TypeError) as err:
         raise UsageError(f"{args.probs}: {err}") from None
-    out = refine(image, probs, method=args.refine, logits=args.logits, **options)
+    try:  # the refiners validate every option at their boundary: a refusal is a bad argument
+        out = refine(image, probs, method=args.refine, logits=args.logits, **options)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--refine {args.refine}: {err}") from None
     save_probs(args.out, out)
     if args.labels_out:
         save_label_png(args.labels_out, out.argmax(0))

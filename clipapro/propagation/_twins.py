@@ -12,6 +12,18 @@ import torch
 import torch.nn.functional as F
 
 
+def affinity(d: torch.Tensor, zeta: float) -> torch.Tensor:
+    """exp(-d / zeta^2) of squared distances d >= 0, never NaN (as csrc/common/affinity.h): with
+    1/zeta^2 a normal value of d's dtype, d * inv in that dtype; otherwise the exponent is
+    (d / zeta) / zeta in float64 (0 on ties, inf past the range: affinities 1 and 0)."""
+    zz = zeta * zeta
+    inv = torch.tensor(1.0 / zz if zz > 0 else float("inf"), dtype=torch.float64).to(d.dtype)
+    info = torch.finfo(d.dtype)
+    if info.tiny <= float(inv) <= info.max:
+        return torch.exp(-d * inv.to(d.device))
+    return torch.exp(-(d.double() / zeta) / zeta).to(d.dtype)
+
+
 def grid_edges(height: int, width: int, device=None) -> torch.Tensor:
     """All 4-connected grid edges, (E, 2) int64, in edge-id order: pixel by pixel (row-major), the
     edge to the right neighbour before the edge to the one below (id 2u and 2u+1 in the kernel).
@@ -131,14 +143,19 @@ def tree_sweep(values: torch.Tensor, parent: torch.Tensor, height: torch.Tensor,
     """Exact all-pairs tree filter on one reconstruction tree: values (N, C) -> (N, C).
 
     Unnormalised output: ``y_i = sum_j exp(-m(i,j)/zeta^2) x_j`` (with ``j = i`` included when
-    ``include_self``); normalised output divides by the same sum over a channel of ones.
+    ``include_self``); normalised output divides by the same sum over a channel of ones (0 where
+    that sum is 0: no self term and every affinity underflowed).
+
+    Without the self term a pixel's own affinity is 0, as in the compiled core: the top-down step
+    then yields T(parent) - a(parent) x_i directly. Subtracting x_i from the sum with the self term
+    instead cancels catastrophically when the other affinities are small.
     """
     n, c = values.shape
     if n == 1:
         return values.clone() if include_self else torch.zeros_like(values)
     x = torch.cat([values, torch.ones(n, 1, dtype=values.dtype, device=values.device)], 1)
-    a = torch.cat([torch.ones(n, dtype=values.dtype, device=values.device),
-                   torch.exp(-height / (zeta * zeta))])
+    self_affinity = torch.full((n,), 1.0 if include_self else 0.0, dtype=values.dtype, device=values.device)
+    a = torch.cat([self_affinity, affinity(height, zeta)])
     bottom_up, top_down = _levels(parent, n)
     s = torch.zeros(2 * n - 1, c + 1, dtype=values.dtype, device=values.device)
     s[:n] = x
@@ -152,11 +169,9 @@ def tree_sweep(values: torch.Tensor, parent: torch.Tensor, height: torch.Tensor,
         par = parent[nodes]
         t[nodes] = t[par] + (a[nodes] - a[par]).unsqueeze(1) * s[nodes]
     y = t[:n]
-    if not include_self:
-        y = y - x
     if normalize:
-        z = y[:, c:].clamp_min(torch.finfo(values.dtype).tiny)
-        return y[:, :c] / z
+        z = y[:, c:]
+        return torch.where(z > 0, y[:, :c] / torch.where(z > 0, z, torch.ones_like(z)), torch.zeros_like(z))
     return y[:, :c]
 
 
@@ -165,25 +180,28 @@ def local_filter(values: torch.Tensor, image: torch.Tensor, kernel_size: int, di
     """Iterated, normalised Gaussian colour-kernel filter: values (B, C, H, W), image (B, F, H, W).
 
     Kernel weights are computed once, (B, k*k, H, W); neighbours outside the image weigh zero.
-    Memory O(N (k^2 + C)).
+    Only offsets that can land inside the image take part (as in the compiled core), so a kernel
+    or dilation reaching past the image costs no more than one that fits. Memory O(N (k^2 + C)).
     """
     b, c, h, w = values.shape
     r = kernel_size // 2
-    pad = dilation * r
-    img = F.pad(image, (pad, pad, pad, pad))
-    inside = F.pad(torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device), (pad, pad, pad, pad))
-    offsets = [(dy * dilation, dx * dilation) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    ry, rx = min(r, (h - 1) // dilation), min(r, (w - 1) // dilation)
+    py, px = ry * dilation, rx * dilation
+    pads = (px, px, py, py)
+    img = F.pad(image, pads)
+    inside = F.pad(torch.ones(b, 1, h, w, dtype=image.dtype, device=image.device), pads)
+    offsets = [(dy * dilation, dx * dilation) for dy in range(-ry, ry + 1) for dx in range(-rx, rx + 1)]
     weights = torch.empty(b, len(offsets), h, w, dtype=values.dtype, device=values.device)
     for o, (dy, dx) in enumerate(offsets):
-        sl = (slice(None), slice(None), slice(pad + dy, pad + dy + h), slice(pad + dx, pad + dx + w))
+        sl = (slice(None), slice(None), slice(py + dy, py + dy + h), slice(px + dx, px + dx + w))
         d2 = ((img[sl] - image) ** 2).sum(1)
-        weights[:, o] = torch.exp(-d2 / (zeta * zeta)) * inside[sl][:, 0]
+        weights[:, o] = affinity(d2, zeta) * inside[sl][:, 0]
     weights /= weights.sum(1, keepdim=True)
     y = values
     for _ in range(iterations):
-        yp = F.pad(y, (pad, pad, pad, pad))
+        yp = F.pad(y, pads)
         acc = torch.zeros_like(values)
         for o, (dy, dx) in enumerate(offsets):
-            acc += weights[:, o:o + 1] * yp[:, :, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+            acc += weights[:, o:o + 1] * yp[:, :, py + dy:py + dy + h, px + dx:px + dx + w]
         y = acc
     return y

@@ -12,8 +12,17 @@ from typing import NamedTuple
 
 import torch
 
-from clipapro._validate import FLOAT_DTYPES, check_choice, check_same_device, check_same_dtype, check_tensor
-from clipapro.propagation.functional import kruskal_tree, local_filter, tree_filter
+from clipapro._validate import (
+    FLOAT_DTYPES,
+    check_choice,
+    check_int,
+    check_positive,
+    check_same_device,
+    check_same_dtype,
+    check_tensor,
+)
+from clipapro.propagation import _checks
+from clipapro.propagation.functional import KruskalTree, kruskal_tree, local_filter, tree_filter
 
 __all__ = ["AProTargets", "apro"]
 
@@ -58,12 +67,23 @@ def apro(probs: torch.Tensor, image: torch.Tensor, *, mode: str = "parallel", ze
         torch.Size([1, 3, 32, 32])
     """
     check_tensor(probs, "probs", ndim=4, dtypes=FLOAT_DTYPES, finite=True)
-    check_tensor(image, "image", ndim=4, dtypes=FLOAT_DTYPES, finite=True)
+    gmax = _checks.check_image(image, "image")
     check_same_dtype(probs, image, "probs", "image")
     check_same_device(probs, image, "probs", "image")
     if probs.shape[0] != image.shape[0] or probs.shape[-2:] != image.shape[-2:]:
         raise ValueError(f"probs {tuple(probs.shape)} and image {tuple(image.shape)} must share batch and H x W")
     check_choice(mode, "mode", {"parallel", "gp-lp", "lp-gp"})
+    # Checked here under apro's own names: the ops below would blame their own arguments.
+    zeta_g = check_positive(zeta_g, "zeta_g")
+    zeta_label = check_positive(zeta_label, "zeta_label")
+    zeta_s = check_positive(zeta_s, "zeta_s")
+    kernel_size = check_int(kernel_size, "kernel_size", min_value=1, odd=True)
+    dilation = check_int(dilation, "dilation", min_value=1)
+    iterations = check_int(iterations, "iterations", min_value=0, max_value=2**31 - 1)
+    if tree is not None and not isinstance(tree, KruskalTree):
+        raise TypeError(f"tree must be a KruskalTree (from kruskal_tree(image)) or None, got {type(tree).__name__}")
+    if tree is None:  # the tree stores squared distances: refuse here, naming apro's argument
+        _checks.check_distances_fit(gmax, image.shape[1], image.dtype, "image")
     kt = tree if tree is not None else kruskal_tree(image)
 
     def global_(x):

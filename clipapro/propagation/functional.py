@@ -11,20 +11,14 @@ the CPU kernels and return on the input device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from clipapro import _ext
-from clipapro._validate import (
-    FLOAT_DTYPES,
-    check_int,
-    check_positive,
-    check_same_device,
-    check_same_dtype,
-    check_tensor,
-)
-from clipapro.propagation import _twins
+from clipapro._validate import check_int, check_positive, check_same_device, check_same_dtype, check_tensor
+from clipapro.propagation import _checks, _twins
 
 __all__ = ["KruskalTree", "grid_mst", "kruskal_tree", "local_filter", "tree_filter"]
 
@@ -40,9 +34,10 @@ class KruskalTree:
             bands (two threads, or a large image) numbers the merges that join bands first and
             then each band's own merges breadth-first: the same tree, in an order that keeps a
             band's nodes together.
-        height: (B, N-1), the weight of each merge node (a node is never lower than its children);
-            the largest edge on the tree path between two pixels is the height of their lowest
-            common ancestor.
+        height: (B, N-1), the weight of each merge node (finite, >= 0; a node is never lower than
+            its children); the largest edge on the tree path between two pixels is the height of
+            their lowest common ancestor. :func:`tree_filter` checks these invariants (O(N)) and
+            raises ``ValueError`` naming ``guide`` on a tree that breaks them.
         edges: (B, N-1, 2) int64, the MST edges (flat pixel indices) in ascending weight order.
         size: (H, W).
     """
@@ -58,10 +53,6 @@ class KruskalTree:
         """(B, N-1) MST edge weights in ascending order (aligned with ``edges``)."""
         return self.edge_weights
 
-
-def _check_guide(guide, name="guide") -> torch.Tensor:
-    check_tensor(guide, name, ndim=4, dtypes=FLOAT_DTYPES, finite=True)
-    return guide
 
 
 def _planar(x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +79,9 @@ def kruskal_tree(guide: torch.Tensor, tree: torch.Tensor | None = None) -> Krusk
             are recomputed from ``guide``).
 
     Returns:
-        A :class:`KruskalTree` on the CPU (it is only consumed by the CPU kernels).
+        A :class:`KruskalTree` on the CPU (it is only consumed by the CPU kernels). Its heights are
+        squared guide distances in the guide's dtype: a guide whose squared distances overflow that
+        dtype is refused (``ValueError``); scale it down, and zeta with it.
 
     Example:
         >>> g = torch.rand(1, 3, 8, 8)
@@ -96,7 +89,12 @@ def kruskal_tree(guide: torch.Tensor, tree: torch.Tensor | None = None) -> Krusk
         >>> kt.parent.shape, kt.edges.shape
         (torch.Size([1, 127]), torch.Size([1, 63, 2]))
     """
-    _check_guide(guide)
+    return _kruskal_tree(guide, tree, "guide")
+
+
+def _kruskal_tree(guide, tree, name: str) -> KruskalTree:
+    gmax = _checks.check_image(guide, name)
+    _checks.check_distances_fit(gmax, guide.shape[1], guide.dtype, name)
     b, f, h, w = guide.shape
     edges = None if tree is None else _check_tree_edges(tree, guide)
     g = _planar(guide)
@@ -152,21 +150,44 @@ def grid_mst(guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return kt.edges.to(guide.device), kt.edge_weights.to(guide.device)
 
 
-def _check_values(values, guide, vname="values", gname="guide") -> None:
-    check_tensor(values, vname, ndim=4, dtypes=FLOAT_DTYPES, finite=True)
+def _check_values(values, guide, vname="values", gname="guide") -> tuple[float, float | None]:
+    """Checks values and their guide (a tensor or a KruskalTree); returns (max |values|, max |guide|
+    or None for a tree)."""
+    check_tensor(values, vname, ndim=4, dtypes=_checks.FLOAT_DTYPES)
+    _checks.check_size(values, vname)
     if isinstance(guide, KruskalTree):
-        if values.shape[-2:] != guide.size:
-            raise ValueError(f"{vname} has H x W = {tuple(values.shape[-2:])} but the tree was built for {guide.size}")
-        if values.shape[0] != guide.parent.shape[0]:
-            raise ValueError(f"{vname} has batch {values.shape[0]} but the tree has {guide.parent.shape[0]}")
-        if values.dtype != guide.height.dtype:
-            raise TypeError(f"{vname} ({values.dtype}) and the tree ({guide.height.dtype}) must have the same dtype")
-        return
-    _check_guide(guide, gname)
+        _checks.check_kruskal_tree(guide, values, vname, gname)
+        return _checks.finite_abs_max(values, vname), None
+    check_tensor(guide, gname, ndim=4, dtypes=_checks.FLOAT_DTYPES)
     check_same_dtype(values, guide, vname, gname)
     check_same_device(values, guide, vname, gname)
     if values.shape[0] != guide.shape[0] or values.shape[-2:] != guide.shape[-2:]:
         raise ValueError(f"{vname} {tuple(values.shape)} and {gname} {tuple(guide.shape)} must share batch and H x W")
+    vmax = _checks.finite_abs_max(values, vname)
+    return vmax, _checks.check_image(guide, gname)
+
+
+def _rescaled(values, vmax, guide, gmax, zeta, count):
+    """Values, guide and zeta rescaled by powers of two into a safe range (see _checks), and the
+    shift k that scales the result back (y * 2^k)."""
+    if gmax is not None:
+        s = _checks.guide_scale(gmax, guide.dtype)
+        if s != 1.0:
+            guide, zeta = guide * s, _checks.scaled_zeta(zeta, s)
+    k = _checks.value_shift(vmax, count, values.dtype)
+    if k:
+        values = values * math.ldexp(1.0, -k)
+    return values, guide, zeta, k
+
+
+def _scaled_back(y: torch.Tensor, k: int, vname: str, vmax: float) -> torch.Tensor:
+    if not k:
+        return y
+    y = y * math.ldexp(1.0, k)
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError(f"{vname} has values up to {vmax:.3g}: the unnormalised sums overflow "
+                         f"{str(y.dtype).replace('torch.', '')}; use normalize=True, float64, or smaller values")
+    return y
 
 
 @torch.no_grad()
@@ -186,7 +207,13 @@ def tree_filter(values: torch.Tensor, guide, *, zeta: float, tree: torch.Tensor 
         tree: optional (B, N-1, 2) spanning-tree edges (e.g. the image's MST from :func:`grid_mst`);
             its weights are recomputed from ``guide`` (APro's second, label-guided GP).
         normalize: divide by the sum of affinities (default). False returns the raw weighted sums.
-        include_self: include j = i (weight 1). False gives the self-excluded message.
+        include_self: include j = i (weight 1). False gives the self-excluded message; where every
+            affinity to the other pixels underflows (zeta tiny against the guide distances), its
+            normalised value is 0.
+
+    Affinities never turn NaN: a zeta so small that 1/zeta^2 overflows gives affinity 1 on ties
+    (distance 0) and 0 elsewhere; guides and values near the limits of their dtype are rescaled by
+    powers of two. Unnormalised sums that overflow the dtype raise ``ValueError``.
 
     Returns:
         (B, C, H, W) on the input device, no autograd graph.
@@ -197,38 +224,42 @@ def tree_filter(values: torch.Tensor, guide, *, zeta: float, tree: torch.Tensor 
         >>> tree_filter(probs, img, zeta=0.05).shape
         torch.Size([1, 4, 16, 16])
     """
-    _check_values(values, guide)
+    vmax, gmax = _check_values(values, guide)
     zeta = check_positive(zeta, "zeta")
-    if isinstance(guide, KruskalTree):
-        if tree is not None:
-            raise ValueError("tree must be None when guide is a KruskalTree")
-        return _sweep(values, guide, zeta, normalize, include_self)
+    if isinstance(guide, KruskalTree) and tree is not None:
+        raise ValueError("tree must be None when guide is a KruskalTree")
     b, c, h, w = values.shape
     edges = None if tree is None else _check_tree_edges(tree, guide)
-    ext = _ext.get_ext()
-    if ext is None:
-        return _sweep(values, kruskal_tree(guide, tree), zeta, normalize, include_self)
-    y = ext.tree_filter(_planar(values).numpy(), _planar(guide).numpy(), h, w,
-                        None if edges is None else edges.numpy(), zeta, bool(normalize), bool(include_self),
-                        _ext.num_threads(), _ext.band_pixels())
-    return torch.from_numpy(y).view(b, c, h, w).to(values.device)
+    x, g, z, k = _rescaled(values, vmax, None if gmax is None else guide, gmax, zeta, h * w)
+    if isinstance(guide, KruskalTree):
+        y = _sweep(x, guide, z, normalize, include_self)
+    elif _ext.get_ext() is None:
+        y = _sweep(x, _kruskal_tree(g, tree, "guide"), z, normalize, include_self)
+    else:
+        y = _ext.get_ext().tree_filter(_planar(x).numpy(), _planar(g).numpy(), h, w,
+                                       None if edges is None else edges.numpy(), z, bool(normalize),
+                                       bool(include_self), _ext.num_threads(), _ext.band_pixels())
+        y = torch.from_numpy(y).view(b, c, h, w)
+    return _scaled_back(y, k, "values", vmax).to(values.device)
 
 
 def _sweep(values, kt: KruskalTree, zeta, normalize, include_self) -> torch.Tensor:
     b, c, h, w = values.shape
     x = _planar(values)
     ext = _ext.get_ext()
+    parent, height = kt.parent.detach().cpu().contiguous(), kt.height.detach().cpu().contiguous()
     if ext is not None:
-        y = ext.tree_sweep(x.numpy(), kt.parent.contiguous().numpy(), kt.height.contiguous().numpy(), zeta,
-                           bool(normalize), bool(include_self), _ext.num_threads())
-        y = torch.from_numpy(y)
-    else:
-        y = torch.stack([
-            _twins.tree_sweep(x[i].t(), kt.parent[i].long(), kt.height[i], zeta, normalize=normalize,
-                              include_self=include_self).t()
-            for i in range(b)
-        ])
-    return y.view(b, c, h, w).to(values.device)
+        y = ext.tree_sweep(x.numpy(), parent.numpy(), height.numpy(), zeta, bool(normalize), bool(include_self),
+                           _ext.num_threads())
+        return torch.from_numpy(y).view(b, c, h, w)
+    ys = []
+    for i in range(b):
+        err = _checks.tree_structure_error(parent[i].long(), height[i], h * w)
+        if err:
+            raise ValueError(f"guide is not a valid KruskalTree (item {i}): {err}")
+        ys.append(_twins.tree_sweep(x[i].t(), parent[i].long(), height[i], zeta, normalize=normalize,
+                                    include_self=include_self).t())
+    return torch.stack(ys).view(b, c, h, w)
 
 
 @torch.no_grad()
@@ -243,7 +274,9 @@ def local_filter(values: torch.Tensor, image: torch.Tensor, *, kernel_size: int 
     Args:
         values: (B, C, H, W) float32/float64.
         image: (B, F, H, W) guide of the same dtype and device (e.g. RGB in [0, 1]).
-        kernel_size: odd k >= 1. dilation: >= 1. zeta: > 0. iterations: >= 0.
+        kernel_size: odd k >= 1. dilation: >= 1; a kernel reaching past the image uses the
+            neighbours inside it (at most 2^29 pixels of reach). zeta: > 0 (as for
+            :func:`tree_filter`, a tiny zeta averages only over ties). iterations: 0 to 2^31 - 1.
 
     Returns:
         (B, C, H, W) on the input device, no autograd graph. CUDA inputs run in torch on the GPU.
@@ -253,15 +286,21 @@ def local_filter(values: torch.Tensor, image: torch.Tensor, *, kernel_size: int 
         >>> local_filter(torch.rand(1, 2, 16, 16), img, kernel_size=3, iterations=5).shape
         torch.Size([1, 2, 16, 16])
     """
-    _check_values(values, image, "values", "image")
+    vmax, gmax = _check_values(values, image, "values", "image")
     kernel_size = check_int(kernel_size, "kernel_size", min_value=1, odd=True)
     dilation = check_int(dilation, "dilation", min_value=1)
-    iterations = check_int(iterations, "iterations", min_value=0)
+    iterations = check_int(iterations, "iterations", min_value=0, max_value=2**31 - 1)
     zeta = check_positive(zeta, "zeta")
+    _checks.check_kernel_reach(kernel_size, dilation)
     ext = _ext.get_ext()
-    if values.device.type != "cpu" or ext is None:
-        return _twins.local_filter(values.detach(), image.detach(), kernel_size, dilation, zeta, iterations)
-    x = values.detach().contiguous()
-    g = image.detach().contiguous()
-    y = ext.local_filter(x.numpy(), g.numpy(), kernel_size, dilation, zeta, iterations, _ext.num_threads())
-    return torch.from_numpy(y)
+    compiled = values.device.type == "cpu" and ext is not None
+    images = min(values.shape[0], _ext.num_threads()) if compiled else values.shape[0]
+    _checks.check_local_memory(values, kernel_size, dilation, images)
+    # A weighted mean: sums stay below max |values| (the quarter of headroom absorbs rounding).
+    x, g, z, k = _rescaled(values.detach(), vmax, image.detach(), gmax, zeta, 1)
+    if not compiled:
+        y = _twins.local_filter(x, g, kernel_size, dilation, z, iterations)
+    else:
+        y = torch.from_numpy(ext.local_filter(x.contiguous().numpy(), g.contiguous().numpy(), kernel_size, dilation,
+                                              z, iterations, _ext.num_threads()))
+    return _scaled_back(y, k, "values", vmax)

@@ -4,14 +4,21 @@
 // normalised, zero outside the image); each iteration is then a stencil over planar channels.
 // Channels (and images) are independent across iterations, so each worker runs all iterations of
 // its planes in its own zero-padded ping-pong buffers, with no barrier between iterations.
+//
+// Only the offsets that can land inside the image take part (a kernel or dilation reaching past
+// the image would otherwise size the weights and the padding by the reach, not by the image): at
+// most (2H-1) x (2W-1) offsets and a padding under the image's own size, whatever the arguments.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "common/affinity.h"
+#include "common/checked.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
 
@@ -24,23 +31,39 @@ struct LocalParams {
   int64_t iterations = 20;
 };
 
-inline float exp_of(float v) { return std::exp(v); }
-inline double exp_of(double v) { return std::exp(v); }
+// The offsets of a k x k kernel with dilation d that can reach inside an (h, w) image: kernel steps
+// -ry..ry down and -rx..rx across (an offset of d*|step| >= h never lands inside), as a ky x kx
+// grid of kk offsets, and the padding that holds them.
+struct Stencil {
+  int64_t ry, rx, ky, kx, kk, pad_y, pad_x;
+  Stencil(const LocalParams& p, int64_t h, int64_t w) {
+    const int64_t r = p.kernel_size / 2, d = p.dilation;
+    ry = std::min(r, (h - 1) / d);
+    rx = std::min(r, (w - 1) / d);
+    ky = 2 * ry + 1;
+    kx = 2 * rx + 1;
+    kk = ky * kx;
+    pad_y = ry * d;
+    pad_x = rx * d;
+  }
+  int64_t plane(int64_t h, int64_t w) const { return (h + 2 * pad_y) * (w + 2 * pad_x); }
+};
 
-// Normalised kernel weights of one image (f, h, w) -> wts (k*k, h, w). The kernel is symmetric,
+// Normalised kernel weights of one image (f, h, w) -> wts (kk, h, w). The kernel is symmetric,
 // K(i, i+o) = K(i+o, i), so each exponential is evaluated once for an offset and its mirror.
 template <typename T>
 void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalParams& p, T* wts) {
-  const int64_t r = p.kernel_size / 2, k = p.kernel_size, kk = k * k, n = h * w;
-  const T inv = static_cast<T>(1.0 / (p.zeta * p.zeta));
+  const Stencil st(p, h, w);
+  const int64_t kk = st.kk, n = h * w;
+  const Affinity<T> aff(p.zeta);
   std::fill(wts, wts + kk * n, T(0));
   std::fill(wts + (kk / 2) * n, wts + (kk / 2 + 1) * n, T(1));  // centre offset
   std::vector<T> d2(w);
-  for (int64_t dy = 0; dy <= r; ++dy) {
-    for (int64_t dx = -r; dx <= r; ++dx) {
+  for (int64_t dy = 0; dy <= st.ry; ++dy) {
+    for (int64_t dx = -st.rx; dx <= st.rx; ++dx) {
       if (dy == 0 && dx <= 0) continue;  // the positive half of the offsets; mirrors come for free
       const int64_t oy = dy * p.dilation, ox = dx * p.dilation;
-      const int64_t o = (dy + r) * k + (dx + r), mirror = kk - 1 - o;
+      const int64_t o = (dy + st.ry) * st.kx + (dx + st.rx), mirror = kk - 1 - o;
       T* wo = wts + o * n;
       T* wm = wts + mirror * n;
       const int64_t x0 = std::max<int64_t>(0, -ox), x1 = std::min<int64_t>(w, w - ox);
@@ -57,7 +80,7 @@ void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalPar
         T* row = wo + y * w;
         T* mrow = wm + (y + oy) * w + ox;  // the neighbour's weight back to this pixel
         for (int64_t x = x0; x < x1; ++x) {
-          const T v = exp_of(-d2[x] * inv);
+          const T v = aff(d2[x]);
           row[x] = v;
           mrow[x] = v;
         }
@@ -85,8 +108,9 @@ void local_weights(const T* img, int64_t f, int64_t h, int64_t w, const LocalPar
 template <typename T>
 void local_channels(const T* in, const T* wts, int64_t c0, int64_t c1, int64_t h, int64_t w, const LocalParams& p,
                     int row_threads, T* out) {
-  const int64_t r = p.kernel_size / 2, pad = r * p.dilation, kk = p.kernel_size * p.kernel_size;
-  const int64_t wp = w + 2 * pad, hp = h + 2 * pad, n = h * w, plane = hp * wp, c = c1 - c0;
+  const Stencil st(p, h, w);
+  const int64_t kk = st.kk, pad_y = st.pad_y, pad_x = st.pad_x;
+  const int64_t wp = w + 2 * pad_x, n = h * w, plane = st.plane(h, w), c = c1 - c0;
   if (p.iterations == 0) {
     std::memcpy(out + c0 * n, in + c0 * n, sizeof(T) * n * c);
     return;
@@ -94,12 +118,12 @@ void local_channels(const T* in, const T* wts, int64_t c0, int64_t c1, int64_t h
   Scratch<T> buf_a(static_cast<size_t>(c * plane), T(0)), buf_b(static_cast<size_t>(c * plane), T(0));
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t y = 0; y < h; ++y)
-      std::memcpy(&buf_a[ch * plane + (y + pad) * wp + pad], in + (c0 + ch) * n + y * w, sizeof(T) * w);
+      std::memcpy(&buf_a[ch * plane + (y + pad_y) * wp + pad_x], in + (c0 + ch) * n + y * w, sizeof(T) * w);
   std::vector<int64_t> shift(kk);
   {
     int64_t o = 0;
-    for (int64_t dy = -r; dy <= r; ++dy)
-      for (int64_t dx = -r; dx <= r; ++dx) shift[o++] = dy * p.dilation * wp + dx * p.dilation;
+    for (int64_t dy = -st.ry; dy <= st.ry; ++dy)
+      for (int64_t dx = -st.rx; dx <= st.rx; ++dx) shift[o++] = dy * p.dilation * wp + dx * p.dilation;
   }
   constexpr int64_t kChunk = 64;
   T* src = buf_a.data();
@@ -107,8 +131,8 @@ void local_channels(const T* in, const T* wts, int64_t c0, int64_t c1, int64_t h
   auto rows = [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y) {
       for (int64_t ch = 0; ch < c; ++ch) {
-        const T* center = src + ch * plane + (y + pad) * wp + pad;
-        T* orow = dst + ch * plane + (y + pad) * wp + pad;
+        const T* center = src + ch * plane + (y + pad_y) * wp + pad_x;
+        T* orow = dst + ch * plane + (y + pad_y) * wp + pad_x;
         for (int64_t x0 = 0; x0 < w; x0 += kChunk) {
           const int64_t len = std::min(kChunk, w - x0);
           T acc[kChunk];
@@ -134,7 +158,7 @@ void local_channels(const T* in, const T* wts, int64_t c0, int64_t c1, int64_t h
   }
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t y = 0; y < h; ++y)
-      std::memcpy(out + (c0 + ch) * n + y * w, src + ch * plane + (y + pad) * wp + pad, sizeof(T) * w);
+      std::memcpy(out + (c0 + ch) * n + y * w, src + ch * plane + (y + pad_y) * wp + pad_x, sizeof(T) * w);
 }
 
 // One image: channel groups run in parallel with no barrier between iterations when there are at
@@ -156,7 +180,7 @@ void local_image(const T* in, const T* wts, int64_t c, int64_t h, int64_t w, con
 template <typename T>
 void local_filter(const T* values, const T* image, int64_t b, int64_t c, int64_t f, int64_t h, int64_t w,
                   const LocalParams& p, int threads, T* out) {
-  const int64_t n = h * w, kk = p.kernel_size * p.kernel_size;
+  const int64_t n = h * w, kk = Stencil(p, h, w).kk;
   auto one = [&](int64_t i, int inner) {
     Scratch<T> wts(static_cast<size_t>(kk * n));
     local_weights(image + i * f * n, f, h, w, p, wts.data());
@@ -167,6 +191,17 @@ void local_filter(const T* values, const T* image, int64_t b, int64_t c, int64_t
   } else {
     for (int64_t i = 0; i < b; ++i) one(i, threads);
   }
+}
+
+// Bytes local_filter allocates at its peak for `threads` workers, or -1 when that overflows: the
+// kernel weights of the images in flight and the padded ping-pong planes of their channels.
+inline int64_t local_filter_bytes(int64_t b, int64_t c, int64_t h, int64_t w, const LocalParams& p, int threads,
+                                  size_t elem) {
+  const Stencil st(p, h, w);
+  const int64_t images = std::max<int64_t>(1, std::min<int64_t>(b, threads));
+  const int64_t weights = checked_product({st.kk, h, w}), planes = checked_product({2, c, st.plane(h, w)});
+  if (weights < 0 || planes < 0) return -1;
+  return checked_product({images, weights + planes, static_cast<int64_t>(elem)});
 }
 
 }  // namespace clipapro

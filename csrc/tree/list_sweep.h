@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "common/affinity.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
 #include "tree/kruskal.h"
@@ -42,7 +43,7 @@ void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, co
   T* const slots = slots_buf.data();
   T* const spares = slots + (n + nb + ng) * stride;
   std::fill(spares, spares + runs * stride, T(0));
-  const T inv = static_cast<T>(1.0 / (zeta * zeta));
+  const Affinity<T> affinity(zeta);
   const int workers = n >= (int64_t(1) << 16) ? std::max(1, threads) : 1;  // for the pixel passes
   // Pixel slots: channels (planar -> slot), count 1, and the pixel's affinity to itself: 1, or 0
   // to leave it out (then the push yields T(p) - a(p) x_i directly, with no cancellation).
@@ -71,7 +72,7 @@ void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, co
       const T* s1 = slots + child[2 * k + 1] * stride;
       T* s = slots + (node0 + k) * stride;
       for (int64_t j = 0; j <= cnt; ++j) s[j] = s0[j] + s1[j];
-      s[aff] = std::exp(-merges[k].weight() * inv);
+      s[aff] = affinity(merges[k].weight());
     }
   };
   // Top-down over slots [k0, k1) in reverse. A dead slot (dead[k] != 0) pushes into `spare`.
@@ -108,15 +109,15 @@ void list_sweep(const MergeTree<T>& tree, int64_t c, const T* x, double zeta, co
   parallel_for(runs, threads, [&](int64_t r) {
     down(bchild, dead, n, tree.run_begin(r), tree.run_end[r], spares + r * stride);
   });
-  // Pixel slots now hold T(i) = sum_j a(lca(i, j)) x_j, with a(i, i) the self affinity.
-  const T tiny = std::numeric_limits<T>::min();
+  // Pixel slots now hold T(i) = sum_j a(lca(i, j)) x_j, with a(i, i) the self affinity. Without the
+  // self term the normaliser is 0 when every affinity underflowed: the output is then 0.
   parallel_for(workers, workers, [&](int64_t part) {
     const int64_t v0 = n * part / workers, v1 = n * (part + 1) / workers;
     for (int64_t k = 0; k < c; ++k) {
       T* yk = y + k * n;
       for (int64_t v = v0; v < v1; ++v) {
         const T* s = slots + v * stride;
-        yk[v] = opt.normalize ? s[k] / std::max(s[cnt], tiny) : s[k];
+        yk[v] = !opt.normalize ? s[k] : s[cnt] > T(0) ? s[k] / s[cnt] : T(0);
       }
     }
   });

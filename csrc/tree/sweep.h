@@ -17,6 +17,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/affinity.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
 
@@ -73,10 +74,14 @@ void sweep_block(int64_t n, int64_t c0, int64_t cb, const T* x, const int32_t* p
     T* tv = s + j * cs;
     for (int64_t k = 0; k < cs; ++k) tv[k] = tp[k] + d * tv[k];
   }
+  // The normaliser is >= 1 with the self term; without it, it is 0 when every affinity underflowed
+  // (then the output is 0) and may be subnormal, where 1/z overflows: a tile with such a leaf
+  // (rare) redoes those leaves by division, so the common path keeps its reciprocal.
   const T tiny = std::numeric_limits<T>::min();
   T dself[kTile], scale[kTile];
   for (int64_t v0 = 0; v0 < n; v0 += kTile) {
     const int64_t len = std::min(kTile, n - v0);
+    bool small = false;
     for (int64_t i = 0; i < len; ++i) {  // gather the parents' slices into the tile
       const int64_t v = v0 + i;
       if (v + kPrefetch < n) __builtin_prefetch(s + (parent[v + kPrefetch] - n) * cs, 0);
@@ -84,12 +89,19 @@ void sweep_block(int64_t n, int64_t c0, int64_t cb, const T* x, const int32_t* p
       const T* tp = s + p * cs;
       for (int64_t k = 0; k < cs; ++k) tile[i * cs + k] = tp[k];
       dself[i] = opt.include_self ? T(1) - a[p] : -a[p];  // self term: x_v (weight 1) replaces a(p) x_v
-      scale[i] = opt.normalize ? T(1) / std::max(tp[cb] + dself[i], tiny) : T(1);
+      const T z = opt.normalize ? tp[cb] + dself[i] : T(1);
+      scale[i] = T(1) / std::max(z, tiny);
+      small |= z < tiny;
     }
     for (int64_t k = 0; k < cb; ++k) {  // then write channel rows contiguously
       const T* xv = x + (c0 + k) * n + v0;
       T* yv = y + (c0 + k) * n + v0;
       for (int64_t i = 0; i < len; ++i) yv[i] = (tile[i * cs + k] + dself[i] * xv[i]) * scale[i];
+      if (!small) continue;
+      for (int64_t i = 0; i < len; ++i) {
+        const T z = tile[i * cs + cb] + dself[i];
+        if (z < tiny) yv[i] = z > T(0) ? (tile[i * cs + k] + dself[i] * xv[i]) / z : T(0);
+      }
     }
   }
 }
@@ -105,11 +117,13 @@ void tree_sweep(int64_t n, int64_t c, const T* x, const int32_t* parent, const T
   }
   Scratch<T> a(n - 1);
   Scratch<int32_t> up(n - 1, 0);
-  const T inv = static_cast<T>(1.0 / (zeta * zeta));
-  for (int64_t j = 0; j < n - 1; ++j) {
-    a[j] = std::exp(-height[j] * inv);  // float exp for float data: exact enough, several times faster
-    if (j > 0) up[j] = parent[n + j] - static_cast<int32_t>(n);
+  const Affinity<T> aff(zeta);  // float exp for float data: exact enough, several times faster
+  if (aff.fast) {
+    for (int64_t j = 0; j < n - 1; ++j) a[j] = std::exp(-height[j] * aff.inv);
+  } else {
+    for (int64_t j = 0; j < n - 1; ++j) a[j] = aff(height[j]);
   }
+  for (int64_t j = 1; j < n - 1; ++j) up[j] = parent[n + j] - static_cast<int32_t>(n);
   // Blocks of at most kMaxBlock channels; each carries its own normaliser channel (cheaper than a
   // separate traversal).
   int64_t blocks = std::max<int64_t>((c + kMaxBlock - 1) / kMaxBlock, std::min<int64_t>(threads, c));

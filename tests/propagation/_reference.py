@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import math
 
 import numpy as np
 
@@ -65,8 +64,19 @@ def minimax_matrix(n: int, tree_edges, weight_of) -> np.ndarray:
     return m
 
 
+def affinity(d, zeta: float):
+    """exp(-d / zeta^2), written (d / zeta) / zeta so that a zeta whose square underflows gives 1 on
+    ties and 0 elsewhere instead of 0 / 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.exp(-(np.asarray(d, dtype=np.float64) / zeta) / zeta)
+
+
+def _normalised(y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    return np.where(z > 0, y / np.where(z > 0, z, 1.0), 0.0)
+
+
 def brute_tree_filter(values: np.ndarray, guide: np.ndarray, zeta: float, tree_edges=None,
-                      normalize=True, include_self=True) -> np.ndarray:
+                      normalize=True, include_self=True, dtype=np.float64) -> np.ndarray:
     """values (C, H, W), guide (F, H, W) float64 -> (C, H, W), sum over ALL pixel pairs."""
     c, h, w = values.shape
     n = h * w
@@ -78,33 +88,69 @@ def brute_tree_filter(values: np.ndarray, guide: np.ndarray, zeta: float, tree_e
         return float(((g[:, u] - g[:, v]) ** 2).sum())
 
     m = minimax_matrix(n, tree_edges, weight_of)
-    a = np.exp(-m / (zeta * zeta))
+    # Affinities are values of the data's dtype (``dtype``): float32 ones underflow to 0 sooner.
+    a = affinity(m, zeta).astype(dtype).astype(np.float64)
     if not include_self:
         np.fill_diagonal(a, 0.0)
-    x = values.reshape(c, n).T
+    x = values.reshape(c, n).T.astype(np.float64)
     y = a @ x
     if normalize:
-        z = a.sum(1, keepdims=True)
-        y = np.where(z > 0, y / np.maximum(z, 1e-300), 0.0)
+        y = _normalised(y, a.sum(1, keepdims=True))
+    return y.T.reshape(c, h, w)
+
+
+def brute_kruskal_filter(values: np.ndarray, parent, height, zeta: float, normalize=True, include_self=True,
+                         dtype=np.float64) -> np.ndarray:
+    """values (C, H, W) -> (C, H, W) straight from a reconstruction tree's arrays: the affinity of
+    pixels i, j is exp(-height(lca)/zeta^2), the lowest common ancestor found by walking up."""
+    c, h, w = values.shape
+    n = h * w
+    parent = [int(p) for p in parent]
+    height = [float(x) for x in height]
+
+    def ancestors(v):
+        out = []
+        while v >= 0:
+            out.append(v)
+            v = parent[v]
+        return out
+
+    chains = [ancestors(v) for v in range(n)]
+    a = np.eye(n)
+    for i in range(n):
+        up = set(chains[i])
+        for j in range(n):
+            if j != i:
+                lca = next(v for v in chains[j] if v in up)
+                a[i, j] = affinity(height[lca - n], zeta)
+    a = a.astype(dtype).astype(np.float64)
+    if not include_self:
+        np.fill_diagonal(a, 0.0)
+    y = a @ values.reshape(c, n).T.astype(np.float64)
+    if normalize:
+        y = _normalised(y, a.sum(1, keepdims=True))
     return y.T.reshape(c, h, w)
 
 
 def loop_local_filter(values: np.ndarray, image: np.ndarray, k: int, dilation: int, zeta: float,
                       iterations: int) -> np.ndarray:
-    """values (C, H, W), image (F, H, W) -> (C, H, W) with explicit per-pixel loops."""
+    """values (C, H, W), image (F, H, W) -> (C, H, W) with explicit per-pixel loops.
+
+    The loops run over the kernel steps that land inside the image (the others have no neighbour),
+    so huge kernels and dilations cost no more than the image."""
     c, h, w = values.shape
     r = k // 2
-    y = values.copy()
+    y = values.astype(np.float64)
     kern = {}
     for i in range(h):
         for j in range(w):
             lst = []
-            for dy in range(-r, r + 1):
-                for dx in range(-r, r + 1):
+            for dy in range(max(-r, -(i // dilation)), min(r, (h - 1 - i) // dilation) + 1):
+                for dx in range(max(-r, -(j // dilation)), min(r, (w - 1 - j) // dilation) + 1):
                     ii, jj = i + dy * dilation, j + dx * dilation
-                    if 0 <= ii < h and 0 <= jj < w:
-                        d2 = float(((image[:, i, j] - image[:, ii, jj]) ** 2).sum())
-                        lst.append((ii, jj, math.exp(-d2 / (zeta * zeta))))
+                    assert 0 <= ii < h and 0 <= jj < w
+                    d2 = float(((image[:, i, j].astype(np.float64) - image[:, ii, jj]) ** 2).sum())
+                    lst.append((ii, jj, float(affinity(d2, zeta))))
             kern[i, j] = lst
     for _ in range(iterations):
         new = np.zeros_like(y)

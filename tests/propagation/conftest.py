@@ -12,3 +12,13 @@ def backend(request, monkeypatch):
     else:
         monkeypatch.setitem(_ext._STATE, "ext", None)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def guard():
+    """A worker process for calls that crashed the interpreter before they were fixed."""
+    from ..fuzz._guard import Guard
+
+    g = Guard()
+    yield g
+    g.close()
