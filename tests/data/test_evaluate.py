@@ -125,8 +125,9 @@ def test_all_samples_skipped_is_an_error_not_empty_metrics(voc_with_preds, tmp_p
     empty.mkdir()
     with pytest.warns(UserWarning, match="skipping sample"), pytest.raises(ValueError, match="all 3 were skipped"):
         evaluate_predictions(VOCDataset(root, split="val"), empty, skip_corrupt=True, progress=False)
-    code = main(["evaluate", "--dataset", "voc21", "--root", str(root), "--pred-dir", str(empty),
-                 "--skip-corrupt", "--quiet", "--out", str(tmp_path / "m.json")])
+    with pytest.warns(UserWarning, match="skipping sample"):
+        code = main(["evaluate", "--dataset", "voc21", "--root", str(root), "--pred-dir", str(empty),
+                     "--skip-corrupt", "--quiet", "--out", str(tmp_path / "m.json")])
     assert code == 1 and "no sample could be scored" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
