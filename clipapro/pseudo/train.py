@@ -38,7 +38,7 @@ from clipapro.pseudo.labels import config_hash
 from clipapro.pseudo.student import create_student
 from clipapro.pseudo.trainset import PseudoLabelDataset, epoch_batches, steps_per_epoch
 
-__all__ = ["TrainConfig", "apro_soft_loss", "train_student"]
+__all__ = ["TrainConfig", "apro_soft_loss", "online_apro_loss", "train_student", "training_loss"]
 
 #: Fields that only steer a run (when to stop, log, save); changing them keeps a checkpoint usable.
 RUN_CONTROL = ("stop_at", "eval_every", "ckpt_every", "log_every", "workers", "eval_limit", "progress")
@@ -153,7 +153,7 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     data = PseudoLabelDataset(train_dataset, pseudo_dir, crop_size=config.crop_size,
                               scale_range=config.scale_range, flip=config.flip, seed=config.seed,
                               soft=config.soft_weight > 0, sparse=sparse)
-    aux = _aux_loss(config)
+    aux = online_apro_loss(config)
     per_epoch = steps_per_epoch(len(data), config.batch_size, info.world_size)
     torch.manual_seed(config.seed)  # same initial weights on every rank
     model = create_student(config.student, config.num_classes, backbone_weights=config.backbone_weights,
@@ -257,7 +257,7 @@ def _apro_weight(config: TrainConfig, step: int) -> float:
     return config.apro_weight
 
 
-def _aux_loss(config: TrainConfig):
+def online_apro_loss(config: TrainConfig):
     """``fn(logits, images, labels)``: the online APro term of this configuration (None when off)."""
     if config.apro_weight <= 0:
         return None
@@ -269,11 +269,12 @@ def _aux_loss(config: TrainConfig):
     return lambda logits, images, labels: apro_soft_loss(logits, images, **config.apro_options)
 
 
-def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfig, use_amp: bool, *,
-                aux=None, apro_weight: float = 0.0):
-    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
-        logits = net(images)
-    logits = logits.float()
+def training_loss(logits, images, labels, soft=None, *, config: TrainConfig, aux=None,
+                  apro_weight: float = 0.0):
+    """``(loss, ce)`` of one batch: the (partial) cross-entropy over labelled pixels (255 ignored),
+    plus ``apro_weight`` x ``aux(logits, images, labels)`` (the online APro term), plus the stored
+    soft-label term. logits (B, K, H, W) float, images (B, 3, H, W), labels (B, H, W) int64, soft
+    (B, K, H, W) or None."""
     if bool((labels != IGNORE_INDEX).any()):
         ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     else:  # an all-ignore crop: keep the graph (DDP needs every rank to backprop) with zero loss
@@ -285,6 +286,15 @@ def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfi
         per_pixel = -(soft * F.log_softmax(logits, 1)).sum(1)
         valid = soft.sum(1) > 0
         loss = loss + config.soft_weight * per_pixel.sum() / valid.sum().clamp_min(1)
+    return loss, ce
+
+
+def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfig, use_amp: bool, *,
+                aux=None, apro_weight: float = 0.0):
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        logits = net(images)
+    loss, ce = training_loss(logits.float(), images, labels, soft, config=config, aux=aux,
+                             apro_weight=apro_weight)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
