@@ -224,8 +224,11 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
                     barrier()
                 due = config.eval_every and (step % config.eval_every == 0 or step == total)
                 if val_dataset is not None and due and not preempted:
-                    scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
-                                              limit=config.eval_limit).as_dict()  # percent, as everywhere
+                    # the evaluation's DataLoader draws from the global RNG: keep the training stream
+                    # (dropout) as checkpointed, or a run resumed from this step would diverge
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        scores = evaluate_student(model, val_dataset, num_classes=config.num_classes,
+                                                  device=device, limit=config.eval_limit).as_dict()  # percent
                     result["eval"] = scores
                     log.write(step=step, eval_mIoU=scores["mIoU"], eval_aAcc=scores["aAcc"])
                 if step >= stop or preempted:

@@ -208,3 +208,48 @@ def test_sparse_downscale_keeps_every_isolated_point():
     for i in range(10):  # every point keeps its class, in its row
         row = sparse[int((ys[i] + 0.5) * 0.5)]
         assert set(row[row != 255].tolist()) == {i % 3}
+
+
+def test_ddp_gloo_scribble_training_with_eval_resumes_bit_identically(sparse_root, tmp_path):
+    import multiprocessing as mp
+
+    from . import _workers
+    from .test_train_cli import _ddp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_workers.PRELOAD)
+    a, b = tmp_path / "a", tmp_path / "b"
+
+    def argv(out, *extra):
+        return ["train", "--dataset", "folder", "--root", str(sparse_root), "--classes", CLASSES,
+                "--scribbles", str(sparse_root / "scribbles"), "--apro-weight", "0.5", "--apro-ramp", "2",
+                "--apro-opt", "iterations=2", "--student", "tiny_fcn", "--steps", "4", "--batch-size", "1",
+                "--crop-size", "24", "32", "--workers", "0", "--ckpt-every", "2", "--log-every", "1",
+                "--val-split", "all", "--eval-every", "2", "--device", "cpu", "--no-progress",
+                "--out-dir", str(out), *extra]
+
+    assert _ddp(ctx, argv(a), tmp_path) == [0, 0]
+    assert _ddp(ctx, argv(b, "--stop-at", "2"), tmp_path) == [0, 0]
+    assert _ddp(ctx, argv(b), tmp_path) == [0, 0]
+    wa, wb = _weights(a), _weights(b)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    ev_a = json.loads((a / "metrics.json").read_text())["eval"]
+    assert ev_a == json.loads((b / "metrics.json").read_text())["eval"] and ev_a["mIoU"] >= 0
+
+
+def test_periodic_evaluation_does_not_shift_the_training_rng(toy_root, tmp_path):
+    """Evaluation between checkpoints must not draw from the RNG that dropout uses (clean labels here:
+    the same loop serves every kind of labels)."""
+    from clipapro.pseudo import train_student
+
+    torch.set_num_threads(1)
+    ds = build_dataset("folder", toy_root, classes=CLASSES)
+    cfg = dict(num_classes=3, student="tiny_fcn", steps=6, batch_size=2, lr=0.05, crop_size=(32, 32),
+               ckpt_every=2, log_every=1, eval_every=2, progress=False)
+    train_student(TrainConfig(**cfg), ds, pseudo_dir=None, out_dir=tmp_path / "a", val_dataset=ds)
+    train_student(TrainConfig(**cfg, stop_at=2), ds, pseudo_dir=None, out_dir=tmp_path / "b", val_dataset=ds)
+    train_student(TrainConfig(**cfg), ds, pseudo_dir=None, out_dir=tmp_path / "b", val_dataset=ds)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
