@@ -253,3 +253,21 @@ def test_periodic_evaluation_does_not_shift_the_training_rng(toy_root, tmp_path)
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_sixteen_bit_scribble_pngs_read_as_the_eight_bit_ones(sparse_root):
+    from clipapro.pseudo.sparse import SparseLabels
+
+    ds = build_dataset("folder", sparse_root, classes=CLASSES)
+    eight = SparseLabels("scribbles", str(sparse_root / "scribbles"))
+    before = eight.check(ds, 3)
+    wide = sparse_root / "scribbles16"
+    wide.mkdir()
+    for p in (sparse_root / "scribbles").iterdir():
+        arr = np.asarray(Image.open(p)).astype(np.uint16)
+        Image.fromarray(arr).save(wide / p.name)
+        with Image.open(wide / p.name) as im:
+            assert im.mode.startswith("I")  # really a 16-bit PNG
+    sixteen = SparseLabels("scribbles", str(wide))
+    assert sixteen.check(ds, 3) == before
+    assert np.array_equal(sixteen.read("img00", (32, 48)), eight.read("img00", (32, 48)))
