@@ -20,7 +20,8 @@ boundary; ties: first in row-major order), then ``--points-per-segment - 1`` mor
 (seeded) among the segment's pixels at least half that distance from the boundary.
 
 Randomness: one ``numpy`` generator per image, seeded by (``--seed``, CRC32 of the image id): outputs
-do not depend on the order or the subset of images processed. Example::
+do not depend on the order or the subset of images processed. Needs scipy and scikit-image (as
+scripts/adapters_quality.py). Example::
 
     python scripts/sparse_labels.py ../shared/data/camvid --split train --out runs/camvid_sparse --seed 0
 """
