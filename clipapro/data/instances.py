@@ -146,6 +146,9 @@ class InstanceDataset:
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} images")
         r = self.records[index]
+        if r["path"] is None:
+            raise DatasetItemError(f"{self.name}: image id {r['image_id']}: no image folder was given (annotations "
+                                   "only)", sample_id=str(r["image_id"]))
         image = _image_tensor(r["path"], r["width"], r["height"], f"{self.name} image id {r['image_id']}")
         boxes = torch.tensor(r["boxes"], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor(r["labels"], dtype=torch.int64).reshape(-1)
@@ -197,7 +200,8 @@ class CocoInstances(InstanceDataset):
             image_id/category_id/bbox ``[x, y, w, h]``/optional segmentation (polygons, RLE or
             uncompressed RLE)/iscrowd, ``categories`` with id/name).
         images_dir: folder the ``file_name`` entries are relative to (``images_dir/<basename>`` is tried
-            too, so ``pennfudan/images`` and ``pennfudan`` both work for ``images/<name>.png``).
+            too, so ``pennfudan/images`` and ``pennfudan`` both work for ``images/<name>.png``). ``None``:
+            annotations only (``ds.coco`` for scoring; reading a sample raises).
         with_masks: decode the segmentations into ``masks`` (needs one on every non-crowd annotation).
 
     Example:
@@ -208,10 +212,10 @@ class CocoInstances(InstanceDataset):
 
     def __init__(self, annotations_json, images_dir, *, with_masks: bool = True):
         self.path = path = Path(annotations_json)
-        self.images_dir = images_dir = Path(images_dir)
+        self.images_dir = images_dir = None if images_dir is None else Path(images_dir)
         self.name = path.name
         data = _read_json(path)
-        if not images_dir.is_dir():
+        if images_dir is not None and not images_dir.is_dir():
             raise FileNotFoundError(f"image folder not found: {images_dir} (for {path})")
         categories = []
         for i, c in enumerate(data["categories"]):
@@ -232,8 +236,8 @@ class CocoInstances(InstanceDataset):
                     and im["height"] > 0):
                 raise DatasetItemError(f"{path}: {where} (id {im['id']}): width/height must be positive integers",
                                        path=path)
-            file = _resolve_image(images_dir, str(im["file_name"]))
-            if file is None:
+            file = None if images_dir is None else _resolve_image(images_dir, str(im["file_name"]))
+            if file is None and images_dir is not None:
                 raise FileNotFoundError(f"{path}: {where} (id {im['id']}): image file {im['file_name']!r} not "
                                         f"found under {images_dir}")
             rec = {"image_id": im["id"], "file_name": str(im["file_name"]), "path": file, "width": im["width"],

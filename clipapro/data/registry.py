@@ -122,7 +122,7 @@ def _coco_json(root, split, *, images=None, **kw):
     from .instances import CocoInstances
 
     root = Path(root)
-    return CocoInstances(root, images if images is not None else root.parent, **kw)
+    return CocoInstances(root, images, **kw)
 
 
 def _coco2017(root, split, **kw):
@@ -152,11 +152,11 @@ def _pennfudan(root, split, **kw):
 _INSTANCE_DATASETS: dict[str, DatasetSpec] = {
     "coco": DatasetSpec("coco", _coco_json, None, default_split="", short_side=None, crop=None, stride=None,
                         protocol="any COCO instance JSON: root = the JSON file, images= the image folder "
-                                 "(default: the JSON's folder)"),
+                                 "(None: annotations only)"),
     "coco2017": DatasetSpec("coco2017", _coco2017, None, default_split="val", short_side=None, crop=None,
                             stride=None, protocol="COCO 2017: root/annotations/instances_<split>2017.json + "
                                               "root/<split>2017/; mask AP via pycocotools"),
-    "voc_instances": DatasetSpec("voc_instances", _voc_instances, None, default_split="val", short_side=None,
+    "voc": DatasetSpec("voc", _voc_instances, None, default_split="val", short_side=None,
                                  crop=None, stride=None,
                                  protocol="VOC2012 Annotations/*.xml boxes + SegmentationObject PNGs (val: 1449 "
                                           "images); mask AP via pycocotools"),

@@ -23,7 +23,8 @@ import numpy as np
 
 from clipapro._deps import require
 
-__all__ = ["AP_KEYS", "encode_masks", "instance_ious", "mask_ap", "masks_to_results", "mean_instance_iou"]
+__all__ = ["AP_KEYS", "ap_markdown", "encode_masks", "instance_ious", "json_safe", "mask_ap", "masks_to_results",
+           "mean_instance_iou"]
 
 #: The headline numbers, in COCOeval's ``stats`` order.
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -182,3 +183,32 @@ def mean_instance_iou(gt_masks, pred_masks) -> float:
     """Mean of :func:`instance_ious` (NaN for zero instances)."""
     ious = instance_ious(gt_masks, pred_masks)
     return float(ious.mean()) if ious.size else math.nan
+
+
+def _fmt(v, digits: int) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def ap_markdown(result: dict, *, digits: int = 3, title: str | None = None) -> str:
+    """The :func:`mask_ap` result as two Markdown tables (AP, AP50, ... then AP per class), as detectron2
+    prints them."""
+    kind = {"segm": "mask", "bbox": "box"}.get(result.get("iou_type"), "")
+    lines = [f"{title or f'COCO {kind} AP'} ({result.get('num_images', '?')} images, "
+             f"{result.get('num_predictions', '?')} predictions)", ""]
+    lines.append("| " + " | ".join(AP_KEYS) + " |")
+    lines.append("|" + "|".join(":-:" for _ in AP_KEYS) + "|")
+    lines.append("| " + " | ".join(_fmt(result[k], digits) for k in AP_KEYS) + " |")
+    lines += ["", "| category | AP |", "|:--|--:|"]
+    lines += [f"| {name} | {_fmt(v, digits)} |" for name, v in result.get("per_class", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def json_safe(obj):
+    """A copy of ``obj`` with NaN / inf floats as ``None`` (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
