@@ -174,8 +174,9 @@ def instance_ious(gt_masks, pred_masks) -> np.ndarray:
     pred = _as_bool_masks(pred_masks, "pred_masks")
     if gt.shape != pred.shape:
         raise ValueError(f"gt_masks {gt.shape} and pred_masks {pred.shape} must have the same shape")
-    inter = (gt & pred).reshape(gt.shape[0], -1).sum(1)
-    union = (gt | pred).reshape(gt.shape[0], -1).sum(1)
+    flat = (gt.shape[0], gt.shape[1] * gt.shape[2])
+    inter = (gt & pred).reshape(flat).sum(1)
+    union = (gt | pred).reshape(flat).sum(1)
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0).astype(np.float64)
 
 
