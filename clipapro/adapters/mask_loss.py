@@ -136,12 +136,12 @@ def box_supervised_mask_loss(mask_logits: torch.Tensor, roi_images: torch.Tensor
     weights = {"projection": check_positive(projection_weight, "projection_weight", allow_zero=True),
                "global": check_positive(global_weight, "global_weight", allow_zero=True),
                "local": check_positive(local_weight, "local_weight", allow_zero=True)}
-    probs = mask_logits.float().sigmoid()
+    probs = (mask_logits if mask_logits.dtype == torch.float64 else mask_logits.float()).sigmoid()
     _check_region_inputs(probs, roi_images, roi_box_masks)
     if probs.shape[0] == 0:
         zero = mask_logits.sum() * 0
         return {"loss": zero, "projection": zero, "global": zero, "local": zero}
-    inside = roi_box_masks.to(device=probs.device, dtype=probs.dtype)
+    inside = roi_box_masks.detach().to(device=probs.device, dtype=probs.dtype)  # a target: no gradient
     area = inside.flatten(1).sum(1).clamp_min(1)
     targets = roi_apro_targets(probs, roi_images, roi_box_masks, **apro_options)
     terms = {
