@@ -235,8 +235,9 @@ def _train_step(net, images, targets, optimizer, scaler, use_amp: bool, step: in
         loss_dict = net(images, targets)
     loss = sum(v.float() for v in loss_dict.values())
     if not math.isfinite(float(loss.detach())):
-        raise FloatingPointError(f"step {step + 1}: the loss is not finite ({ {k: float(v) for k, v in loss_dict.items()} }); "
-                                 "lower --lr or raise --warmup-steps")
+        parts = {k: float(v) for k, v in loss_dict.items()}
+        raise FloatingPointError(f"step {step + 1}: the loss is not finite ({parts}); lower --lr or raise "
+                                 "--warmup-steps")
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -254,8 +255,8 @@ def _evaluate(model, val_dataset, config, step, log, info, *, final: bool, out_d
 
     scores = None
     if info.is_main:
-        ev = evaluate_instance_model(model, val_dataset, config.category_ids, limit=None if final else config.eval_limit,
-                                     progress=config.progress)
+        limit = None if final else config.eval_limit
+        ev = evaluate_instance_model(model, val_dataset, config.category_ids, limit=limit, progress=config.progress)
         scores = {"mask": _summary(ev["mask"]), "box_filled": _summary(ev["box_filled"])}
         log.write(step=step, eval_mask_AP=scores["mask"]["AP"], eval_mask_AP50=scores["mask"]["AP50"],
                   eval_box_filled_AP=scores["box_filled"]["AP"], eval_box_filled_AP50=scores["box_filled"]["AP50"],
