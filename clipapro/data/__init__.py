@@ -2,6 +2,8 @@
 
 Every dataset item is ``{"image": uint8 (H, W, 3) numpy RGB, "mask": int64 (H, W) numpy with 255 =
 ignore, "id": str}``; class names and indices come from :func:`clipapro.prompts.get_class_set`.
+Instance datasets (COCO instance JSON, VOC XML + SegmentationObject) have their own catalog
+(:func:`build_instance_dataset`) and give :class:`InstanceSample` items (:mod:`clipapro.data.instances`).
 
 Example:
     >>> from clipapro.data import build_dataset, list_datasets
