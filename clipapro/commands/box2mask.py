@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
                    help="exclusive: a pixel goes to its most probable box (as the PNG); independent: masks may "
                         "overlap")
     g.add_argument("--limit", type=int, default=None, help="only the first N images (quick runs)")
+    g.add_argument("--skip-bad-boxes", action="store_true",
+                   help="leave out boxes with zero area or outside their image (each named on stderr) instead of "
+                        "stopping at the first")
 
     parser.add_argument("--rounds", type=int, default=signature_defaults(box_to_probs)["rounds"],
                         help="colour-model / propagation rounds")
@@ -75,6 +78,7 @@ def run(args) -> int:
 
 
 def _run_coco(args) -> int:
+    import sys
     from pathlib import Path
 
     from clipapro.commands._common import UsageError, check_outputs_apart, input_file
@@ -98,9 +102,11 @@ def _run_coco(args) -> int:
     ann = input_file(args.coco, "annotation file")
     check_outputs_apart([ann], [args.out])
     try:
-        ds = CocoInstances(ann, args.images, with_masks=False)
+        ds = CocoInstances(ann, args.images, with_masks=False, skip_bad_boxes=args.skip_bad_boxes)
     except DatasetItemError as err:
         raise UsageError(str(err)) from None
+    for message in ds.skipped:
+        print(f"clipapro box2mask: skipped: {message}", file=sys.stderr)
     try:
         summary = box_masks_to_coco(ds, args.out, threshold=args.threshold, rounds=args.rounds, score=args.score,
                                     overlap=args.overlap, limit=args.limit,

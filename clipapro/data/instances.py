@@ -203,6 +203,9 @@ class CocoInstances(InstanceDataset):
             too, so ``pennfudan/images`` and ``pennfudan`` both work for ``images/<name>.png``). ``None``:
             annotations only (``ds.coco`` for scoring; reading a sample raises).
         with_masks: decode the segmentations into ``masks`` (needs one on every non-crowd annotation).
+        skip_bad_boxes: leave out annotations whose box has zero area or lies outside the image (as
+            torchvision's COCO training loader drops degenerate boxes) instead of raising; their
+            messages are kept in ``ds.skipped``. They stay in ``ds.coco`` (the ground truth is not edited).
 
     Example:
         >>> ds = CocoInstances("coco/annotations/instances_val2017.json", "coco/val2017")  # doctest: +SKIP
@@ -210,8 +213,9 @@ class CocoInstances(InstanceDataset):
         (torch.Size([8, 4]), torch.Size([8, 427, 640]))
     """
 
-    def __init__(self, annotations_json, images_dir, *, with_masks: bool = True):
+    def __init__(self, annotations_json, images_dir, *, with_masks: bool = True, skip_bad_boxes: bool = False):
         self.path = path = Path(annotations_json)
+        self.skipped: list[str] = []  # messages of the annotations left out by skip_bad_boxes
         self.images_dir = images_dir = None if images_dir is None else Path(images_dir)
         self.name = path.name
         data = _read_json(path)
@@ -266,7 +270,13 @@ class CocoInstances(InstanceDataset):
             x, y, w, h = (float(v) for v in bbox)
             if a.get("iscrowd", 0):
                 continue  # an ignore region for COCOeval, not a training instance
-            box = _check_box([x, y, x + w, y + h], rec["width"], rec["height"], where, path)
+            try:
+                box = _check_box([x, y, x + w, y + h], rec["width"], rec["height"], where, path)
+            except DatasetItemError as err:
+                if not skip_bad_boxes:
+                    raise
+                self.skipped.append(str(err))
+                continue
             seg = a.get("segmentation")
             if with_masks:
                 kind = _segmentation_kind(seg)
@@ -304,6 +314,7 @@ class CocoInstances(InstanceDataset):
 
 def _eval_dict(data: dict) -> dict:
     """A copy of a COCO dict with the fields COCOeval needs filled in (``iscrowd``, ``area``, ``id``)."""
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
     anns = []
     for i, a in enumerate(data["annotations"]):
         a = dict(a)
@@ -312,7 +323,7 @@ def _eval_dict(data: dict) -> dict:
         if "area" not in a:
             seg = a.get("segmentation")
             if _segmentation_kind(seg) is not None:
-                a["area"] = _seg_area(seg, data, a["image_id"])
+                a["area"] = _seg_area(seg, *sizes[a["image_id"]])
             else:
                 a["area"] = float(a["bbox"][2] * a["bbox"][3])
         anns.append(a)
@@ -323,10 +334,8 @@ def _eval_dict(data: dict) -> dict:
     return out
 
 
-def _seg_area(seg, data, image_id) -> float:
+def _seg_area(seg, h: int, w: int) -> float:
     mask_util = require("pycocotools.mask", what="COCO masks")
-    im = next(i for i in data["images"] if i["id"] == image_id)
-    h, w = im["height"], im["width"]
     if isinstance(seg, list):
         rle = mask_util.merge(mask_util.frPyObjects(seg, h, w))
     elif isinstance(seg["counts"], list):

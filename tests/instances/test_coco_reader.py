@@ -90,6 +90,15 @@ def test_box_within_tolerance_is_clipped(coco, tmp_path):
     assert s.boxes[1].tolist() == pytest.approx([6, 0, 12, 5])
 
 
+def test_skip_bad_boxes_keeps_the_rest(coco, tmp_path):
+    data = copy.deepcopy(coco["data"])
+    data["annotations"][1]["bbox"] = [6, 1, 0, 4]
+    ds = CocoInstances(write_json(tmp_path / "z.json", data), coco["images"], skip_bad_boxes=True)
+    assert ds[0].labels.tolist() == [5, 5] and ds[0].masks.shape == (2, 10, 12)
+    assert len(ds.skipped) == 1 and "annotations[1] (id 2, image 1)" in ds.skipped[0]
+    assert len(ds.coco.anns) == 5
+
+
 def _bad(data, **change):
     data = copy.deepcopy(data)
     i = change.pop("index", 1)

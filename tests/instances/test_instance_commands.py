@@ -99,6 +99,9 @@ def test_box2mask_coco_bad_inputs_exit_2(coco, tmp_path, capsys):
     out = str(tmp_path / "o.json")
     assert main(["box2mask", "--coco", str(bad), "--images", str(coco["images"]), "--out", out]) == 2
     _one_line_error(capsys.readouterr().err, "bad.json", "annotations[2] (id 3, image 1)", "outside")
+    assert main(["box2mask", "--coco", str(bad), "--images", str(coco["images"]), "--out", out, "--limit", "1",
+                 "--skip-bad-boxes"]) == 0
+    assert "skipped: " in capsys.readouterr().err and len(json.loads((tmp_path / "o.json").read_text())) == 2
     assert main(["box2mask", "--coco", str(coco["json"]), "--out", str(tmp_path / "o.json")]) == 2
     _one_line_error(capsys.readouterr().err, "--images")
     assert main(["box2mask", "--coco", str(tmp_path / "none.json"), "--images", ".", "--out", "o.json"]) == 2
