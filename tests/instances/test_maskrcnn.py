@@ -168,7 +168,7 @@ def test_training_needs_no_mask_labels():
     model.train()
     images = [torch.rand(3, 64, 80), torch.rand(3, 56, 72)]
     losses = model(images, _targets())  # boxes and labels only
-    assert torch.isfinite(losses["loss_mask"]) and float(losses["loss_mask"]) > 0
+    assert torch.isfinite(losses["loss_mask"]) and float(losses["loss_mask"].detach()) > 0
     plain = INSTANCE_MODELS["maskrcnn_tiny"](3, min_size=64, max_size=96)
     plain.train()
     with pytest.raises(ValueError, match="masks"):  # torchvision's own heads need them
@@ -220,3 +220,33 @@ def test_bad_model_inputs_give_one_clear_error(tmp_path):
     model.train()
     with pytest.raises(ValueError, match=r"targets\[0\] has no 'labels'"):
         model([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[1.0, 2.0, 30.0, 40.0]])}])
+
+
+def test_context_lets_the_background_around_the_roi_correct_a_filled_mask():
+    """A disc inside its box on a flat background: with context the filled box costs more than the
+    disc (background flows in from around the RoI); without it, the filled box is its own target."""
+    m, h, w = 28, 96, 96
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    disc = (yy - 48) ** 2 + (xx - 48) ** 2 <= 20**2
+    guide = torch.where(disc, 0.9, 0.1).expand(3, h, w).clone()
+    box = torch.tensor([[28.0, 28.0, 68.0, 68.0]])
+    target = {"boxes": box, "labels": torch.tensor([1]), "guide": guide}
+    cy, cx = torch.meshgrid((torch.arange(m) + 0.5) / m * 40 + 28, (torch.arange(m) + 0.5) / m * 40 + 28,
+                            indexing="ij")
+    disc_roi = (cy - 48) ** 2 + (cx - 48) ** 2 <= 20**2
+    filled = torch.full((1, 2, m, m), 20.0)
+    exact = torch.where(disc_roi, 20.0, -20.0).expand(1, 2, m, m).clone()
+
+    def loss(context, logits):
+        heads = create_instance_model("maskrcnn_tiny", 1, min_size=64, max_size=96,
+                                      mask_loss_options={"context": context, "zeta_g": 0.1}).roi_heads
+        value = heads.box_mask_loss(logits, [box], [torch.tensor([0])], [target])
+        return float(value), heads.last_mask_terms
+
+    no_context, terms = loss(1.0, filled)
+    assert terms["global"] < 1e-6 and terms["local"] < 1e-6  # the degenerate fixed point
+    with_context_filled, _ = loss(2.0, filled)
+    with_context_exact, _ = loss(2.0, exact)
+    assert with_context_exact < with_context_filled - 0.1
+    with pytest.raises(ValueError, match="context"):
+        create_instance_model("maskrcnn_tiny", 1, mask_loss_options={"context": 0.5})
