@@ -21,6 +21,13 @@ from clipapro._validate import check_int, check_option_names
 
 __all__ = ["BoxSupervisedRoIHeads", "GuideTransform"]
 
+#: Propagation defaults of the RoI loss where they differ from box_apro_targets' (full photos): a
+#: 42 x 42 RoI frame is coarser, its neighbour distances larger, so the tree needs a wider zeta_g.
+#: Picked with scripts/roi_loss_study.py (free logits fitted per RoI on Penn-Fudan, mIoU of the
+#: thresholded masks: context 1 -> 54.9, context 2 -> 50.5, context 2 + zeta_g 0.02 -> 57.0,
+#: context 1.5 + zeta_g 0.02 -> 58.9; the filled box 54.4).
+ROI_APRO_DEFAULTS = {"zeta_g": 0.02}
+
 #: The logit of the mask outside its RoI (sigmoid = 2e-9): background.
 _BACKGROUND_LOGIT = -20.0
 
@@ -63,16 +70,19 @@ class BoxSupervisedRoIHeads(RoIHeads):
     ``context`` (the loss frame is the RoI grown about its centre by this factor, the mask outside
     the RoI being background, as Mask R-CNN's pasting makes it; see below) and the keywords of
     :func:`~clipapro.adapters.mask_loss.box_supervised_mask_loss` (loss weights and propagation
-    options). ``last_mask_terms`` holds the detached unweighted terms of the last step.
+    options; :data:`ROI_APRO_DEFAULTS` first). ``last_mask_terms`` holds the detached unweighted
+    terms of the last step.
 
     Why the context: a positive RoI overlaps its box by IoU >= 0.5 (the GT box itself is one), so
     inside the RoI alone there is almost no pixel outside the box. APro's targets carry
     "background" from outside the box into the background parts inside it (along the tree, and
     locally); with nothing outside, a mask that fills the whole RoI is its own target and only the
-    projection term acts. On Penn-Fudan (README) ``context=1.0`` scored below the filled box.
+    projection term acts: on Penn-Fudan (README) ``context=1.0`` trained masks that score as the
+    filled box does. Hard zeros around the RoI also pull the targets down; with ``context=2`` and
+    the full-photo ``zeta_g`` the masks collapsed to background in training (mask AP 0).
     """
 
-    def __init__(self, *args, roi_size: int | None = None, context: float = 2.0, **loss_options):
+    def __init__(self, *args, roi_size: int | None = None, context: float = 1.5, **loss_options):
         super().__init__(*args)
         if isinstance(context, bool) or not isinstance(context, (int, float)) or not 1.0 <= context <= 4.0:
             raise ValueError(f"context must be a number in [1, 4], got {context!r}")
@@ -83,7 +93,7 @@ class BoxSupervisedRoIHeads(RoIHeads):
         check_option_names({k: v for k, v in loss_options.items() if k not in weights}, targets_fn,
                            "mask_loss_options", exclude=("tree",))
         self.roi_size = None if roi_size is None else check_int(roi_size, "roi_size", min_value=4)
-        self.loss_options = dict(loss_options)
+        self.loss_options = {**ROI_APRO_DEFAULTS, **loss_options}
         self.last_mask_terms: dict[str, float] = {}
 
     @classmethod
