@@ -21,12 +21,16 @@ from clipapro._validate import check_int, check_option_names
 
 __all__ = ["BoxSupervisedRoIHeads", "GuideTransform"]
 
-#: Propagation defaults of the RoI loss where they differ from box_apro_targets' (full photos): a
-#: 42 x 42 RoI frame is coarser, its neighbour distances larger, so the tree needs a wider zeta_g.
-#: Picked with scripts/roi_loss_study.py (free logits fitted per RoI on Penn-Fudan, mIoU of the
-#: thresholded masks: context 1 -> 54.9, context 2 -> 50.5, context 2 + zeta_g 0.02 -> 57.0,
-#: context 1.5 + zeta_g 0.02 -> 58.9; the filled box 54.4).
-ROI_APRO_DEFAULTS = {"zeta_g": 0.02}
+#: Loss defaults of the RoI heads where they differ from the full-photo ones (box_apro_targets,
+#: box_supervised_mask_loss). A 42 x 42 RoI frame is coarser than a photo, its neighbour distances
+#: larger, so the tree needs a wider zeta_g (scripts/roi_loss_study.py, free logits per RoI on
+#: Penn-Fudan, mIoU of the thresholded masks: context 1 -> 54.9, context 2 -> 50.5, context 2 +
+#: zeta_g 0.02 -> 57.0, context 1.5 + zeta_g 0.02 -> 58.9; filled box 54.4). The local term is off:
+#: in training (README, Penn-Fudan, maskrcnn_tiny) it shrank every mask to a thin cross that still
+#: satisfies the projection term (mean probability 0.1 inside the box, mask AP 0.0 at step 500),
+#: while projection + global reached mask AP 6.8 against 1.3 for the filled boxes. Turn it back on
+#: with ``local_weight=1`` (``--mask-loss-opt local_weight=1``).
+ROI_APRO_DEFAULTS = {"zeta_g": 0.02, "local_weight": 0.0}
 
 #: The logit of the mask outside its RoI (sigmoid = 2e-9): background.
 _BACKGROUND_LOGIT = -20.0
