@@ -42,8 +42,9 @@ def add_arguments(parser) -> None:
     m.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="torchvision MaskRCNN keyword, e.g. box_batch_size_per_image=128 (repeatable)")
     m.add_argument("--mask-loss-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="APro box loss option: projection_weight, global_weight, local_weight, zeta_g, zeta_label, "
-                        "zeta_s, kernel_size, iterations, roi_size (repeatable)")
+                   help="APro box loss option of the RoI heads: context (loss frame = RoI grown by it, default 1.5), "
+                        "roi_size, projection_weight, global_weight, local_weight (default 0 here), zeta_g (default "
+                        "0.02 here), zeta_label, label_gp, zeta_s, kernel_size, dilation, iterations (repeatable)")
     m.add_argument("--min-size", type=int, default=d["min_size"], help="resize: shorter image side")
     m.add_argument("--max-size", type=int, default=d["max_size"], help="resize: cap on the longer side")
     m.add_argument("--steps", type=int, default=d["steps"], help="total optimisation steps")
