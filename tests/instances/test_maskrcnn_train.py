@@ -128,3 +128,19 @@ def test_cli_box_outside_the_image_names_the_file_and_entry(coco, tmp_path, caps
 def test_cli_missing_annotations_file(coco, tmp_path, capsys):
     assert _cli((tmp_path / "nope.json", coco[1]), tmp_path / "run") == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_cli_trains_on_a_voc_root(tmp_path, capsys):
+    from ._files import write_voc
+
+    voc = write_voc(tmp_path / "voc")
+    out = tmp_path / "run"
+    code = main(["train-instances", "--voc-root", str(voc["base"]), "--split", "train", "--val-split", "val",
+                 "--model", "maskrcnn_tiny", "--min-size", "64", "--max-size", "80", "--steps", "2",
+                 "--warmup-steps", "1", "--workers", "0", "--no-progress", "--out-dir", str(out)])
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["num_classes"] == 20 and config["category_ids"] == list(range(1, 21))
+    preds = json.loads((out / "predictions.json").read_text())
+    assert all(1 <= p["category_id"] <= 20 for p in preds)
+    assert json.loads((out / "metrics.json").read_text())["eval"]["mask"]["num_images"] == 1
