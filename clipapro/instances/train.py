@@ -32,7 +32,7 @@ from clipapro.pseudo import checkpoint as ckpt
 from clipapro.pseudo.labels import config_hash
 from clipapro.pseudo.trainset import epoch_batches, steps_per_epoch
 
-__all__ = ["InstanceTrainConfig", "RUN_CONTROL", "build_scheduler", "train_instances"]
+__all__ = ["InstanceTrainConfig", "RUN_CONTROL", "build_scheduler", "load_trained_model", "train_instances"]
 
 #: Fields that only steer a run (when to stop, log, save, evaluate); changing them keeps a checkpoint usable.
 RUN_CONTROL = ("stop_at", "eval_every", "ckpt_every", "log_every", "workers", "eval_limit", "progress")
@@ -107,6 +107,31 @@ def build_model(config: InstanceTrainConfig):
     return create_instance_model(config.model, config.num_classes, backbone_weights=config.backbone_weights,
                                  min_size=config.min_size, max_size=config.max_size,
                                  mask_loss_options=config.mask_loss_options, **config.model_options)
+
+
+def load_trained_model(out_dir, *, device="cpu"):
+    """The model of a finished ``train-instances`` run folder (``model_final.pt``, ``weights_only=True``),
+    in eval mode, and its dataset category ids: ``(model, category_ids)``; model label k is
+    ``category_ids[k - 1]``.
+
+    Example:
+        >>> # model, cats = load_trained_model("runs/pennfudan_tiny"); predict_instances(model, image)
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / "model_final.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the run in {out_dir} has not finished")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        ident = dict(state["config"])
+    except Exception as err:  # noqa: BLE001 - one message for every unreadable file
+        raise ValueError(f"cannot read {path}: {' '.join(str(err).split())[:300]}") from None
+    ident["lr_milestones"] = tuple(ident.get("lr_milestones", (0.62, 0.85)))
+    config = InstanceTrainConfig(**ident)
+    config.backbone_weights = None  # the trained weights replace them
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), list(config.category_ids)
 
 
 def train_instances(config: InstanceTrainConfig, train_dataset, *, out_dir, val_dataset=None, device="cpu",

@@ -144,3 +144,19 @@ def test_cli_trains_on_a_voc_root(tmp_path, capsys):
     preds = json.loads((out / "predictions.json").read_text())
     assert all(1 <= p["category_id"] <= 20 for p in preds)
     assert json.loads((out / "metrics.json").read_text())["eval"]["mask"]["num_images"] == 1
+
+
+def test_a_finished_run_loads_for_prediction(coco, tmp_path):
+    from clipapro.instances import predict_instances
+    from clipapro.instances.train import load_trained_model
+
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        load_trained_model(out)
+    train_instances(_config(steps=1), _train_set(coco), out_dir=out)
+    model, cats = load_trained_model(out)
+    assert cats == [3, 4] and not model.training
+    saved = _final_state(out)
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    pred = predict_instances(model, _train_set(coco)[0].image)
+    assert pred.masks.shape[1:] == (64, 80)
