@@ -194,6 +194,12 @@ def test_resnet_models_build_without_downloads(tmp_path):
         model = create_instance_model(name, 1, min_size=64, max_size=64)
         assert isinstance(model.roi_heads, BoxSupervisedRoIHeads)
         assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
+        model.train()  # one box-supervised step through the real backbone and heads
+        losses = model([torch.rand(3, 64, 80)], [{"boxes": torch.tensor([[10.0, 8.0, 50.0, 60.0]]),
+                                                  "labels": torch.tensor([1])}])
+        sum(losses.values()).backward()
+        assert all(torch.isfinite(v) for v in losses.values())
+        assert float(model.roi_heads.mask_predictor.mask_fcn_logits.weight.grad.abs().sum()) > 0
     # a local backbone file: loaded with weights_only, set up as torchvision sets up pretrained ResNets
     from torchvision.models import resnet50
 
