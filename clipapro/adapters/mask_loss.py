@@ -170,10 +170,11 @@ def roi_crops(image: torch.Tensor, boxes: torch.Tensor, size: int, *, sampling_r
     """
     from torchvision.ops import roi_align
 
-    check_tensor(image, "image", ndim=3, dtypes=FLOAT_DTYPES, finite=True)
-    b = boxes.detach().to(image.dtype)
+    check_tensor(image, "image", ndim=3, floating=True, finite=True)
+    img = image.detach() if image.dtype in FLOAT_DTYPES else image.detach().float()  # e.g. half under AMP
+    b = boxes.detach().to(img.dtype)
     rois = torch.cat([b.new_zeros((b.shape[0], 1)), b], 1)
-    return roi_align(image.detach()[None], rois, (size, size), spatial_scale=1.0, sampling_ratio=sampling_ratio,
+    return roi_align(img[None], rois, (size, size), spatial_scale=1.0, sampling_ratio=sampling_ratio,
                      aligned=True)
 
 

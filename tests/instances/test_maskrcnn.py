@@ -256,3 +256,14 @@ def test_context_lets_the_background_around_the_roi_correct_a_filled_mask():
     assert with_context_exact < with_context_filled - 0.1
     with pytest.raises(ValueError, match="context"):
         create_instance_model("maskrcnn_tiny", 1, mask_loss_options={"context": 0.5})
+
+
+def test_half_precision_inputs_are_accepted():
+    """Under AMP the mask logits (and possibly the guide) arrive in float16: the loss runs in float32."""
+    images, boxes = _box_scene()
+    logits = torch.randn(3, 1, 16, 16).half().requires_grad_(True)
+    terms = box_supervised_mask_loss(logits, images.half(), boxes)
+    terms["loss"].backward()
+    assert terms["loss"].dtype == torch.float32 and logits.grad.dtype == torch.float16
+    crop = roi_crops(torch.rand(3, 20, 30).half(), torch.tensor([[2.0, 3.0, 12.0, 18.0]]), 7)
+    assert crop.dtype == torch.float32
