@@ -11,7 +11,8 @@ data       datasets                                                     Hugging 
 viz        matplotlib, scikit-image                                     figures, the demo's photos
 train      torchvision, scipy                                           students, scribble tools
 bench      pydensecrf2, opencv-python-headless, scikit-image            baselines of the studies
-all        clip + data + viz + train
+instances  pycocotools, torchvision                                   COCO/VOC instances, mask AP
+all        clip + data + viz + train + instances
 =========  ===========================================================  ==========================
 """
 
@@ -33,6 +34,7 @@ EXTRAS = {
     "scipy": ("scipy", "train"),
     "pydensecrf": ("pydensecrf2", "bench"),
     "cv2": ("opencv-python-headless", "bench"),
+    "pycocotools": ("pycocotools", "instances"),
 }
 
 

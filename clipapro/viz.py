@@ -33,8 +33,8 @@ import numpy as np
 from clipapro.io import atomic_path, voc_palette
 
 __all__ = [
-    "DPI", "label_colors", "overlay", "overlay_figure_size", "panels_figure_size", "save_comparison",
-    "save_iou_bars", "save_overlay", "save_panels",
+    "DPI", "instance_label_map", "label_colors", "overlay", "overlay_figure_size", "panels_figure_size",
+    "save_comparison", "save_iou_bars", "save_overlay", "save_panels",
 ]
 
 DPI = 100
@@ -304,3 +304,25 @@ def save_iou_bars(path, metrics, *, width: int = 800, height: int = 480, sort: b
                  fontsize=10)
     ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
     return _save(fig, path)
+
+
+def instance_label_map(masks, scores=None) -> np.ndarray:
+    """(N, H, W) bool instance masks -> (H, W) int64 index map: 0 none, k + 1 for mask k; where masks
+    overlap the higher score wins (the later mask without scores). At most 254 masks (PNG colours).
+
+    Example:
+        >>> m = np.zeros((2, 2, 3), bool); m[0, :, :2] = True; m[1, :, 1:] = True
+        >>> instance_label_map(m, [0.9, 0.5]).tolist()
+        [[1, 1, 2], [1, 1, 2]]
+    """
+    arr = np.asarray(masks.detach().cpu() if hasattr(masks, "detach") else masks).astype(bool)
+    if arr.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W), got shape {arr.shape}")
+    if arr.shape[0] > 254:
+        raise ValueError(f"at most 254 masks fit an index map, got {arr.shape[0]}")
+    order = range(arr.shape[0]) if scores is None else np.argsort(np.asarray(scores, dtype=np.float64),
+                                                                   kind="stable")
+    out = np.zeros(arr.shape[1:], np.int64)
+    for k in order:
+        out[arr[k]] = k + 1
+    return out

@@ -14,6 +14,7 @@ function (a lazy import is still a dependency). Layers, lowest first:
     adapters     boxes, points, scribbles                          -> base, propagation, refiners
     protocols    published presets (CLIP options + refinement)     -> base, propagation, clip, refiners
     pseudo       pseudo labels, students, self-training            -> all of the above
+    instances    box-supervised Mask R-CNN, its training loop       -> all of the above
     front        cli, commands, predictor, viz, __main__           -> anything
 """
 
@@ -29,7 +30,8 @@ if not (PACKAGE / "__init__.py").is_file():  # the copy shipped in a wheel
 
     PACKAGE = Path(clipapro.__file__).resolve().parent
 
-ORDER = ["base", "propagation", "clip", "data", "metrics", "refiners", "adapters", "protocols", "pseudo", "front"]
+ORDER = ["base", "propagation", "clip", "data", "metrics", "refiners", "adapters", "protocols", "pseudo", "instances",
+         "front"]
 BASE = {"_C", "_ext", "_validate", "_deps", "io", "distributed", "prompts"}
 FRONT = {"cli", "commands", "predictor", "viz", "__main__"}
 ALLOWED = {
@@ -41,7 +43,8 @@ ALLOWED = {
     "refiners": {"base", "propagation", "refiners"},
     "adapters": {"base", "propagation", "refiners", "adapters"},
     "protocols": {"base", "propagation", "clip", "refiners", "protocols"},
-    "pseudo": set(ORDER) - {"front"},
+    "pseudo": set(ORDER) - {"front", "instances"},
+    "instances": set(ORDER) - {"front"},
     "front": set(ORDER),
     # the package itself re-exports the propagation ops and (lazily) refine
     "package": {"base", "propagation", "refiners"},

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_VIT = {"embed_dim": 16, "quick_gelu": True,
             "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16},
             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-EXPECTED = {"bench", "box2mask", "demo", "evaluate", "prompts", "pseudo-label", "refine", "scribble2mask",
-            "segment", "train"}
+EXPECTED = {"bench", "box2mask", "demo", "evaluate", "evaluate-instances", "prompts", "pseudo-label", "refine",
+            "scribble2mask", "segment", "train", "train-instances"}
 
 
 def _subparsers():

@@ -24,6 +24,9 @@ def test_no_module_imports_a_layer_above_it(capsys):
     assert "propagation" not in edges.get("clip", set()) and "clip" not in edges.get("propagation", set())
     assert not edges.get("data", set()) - {"base"} and not edges.get("metrics", set()) - {"base"}
     assert "pseudo" not in edges.get("refiners", set()) | edges.get("adapters", set())
+    # the box-supervised detector sits above everything but the front; the loss it uses stays in adapters
+    below_instances = {"base", "propagation", "clip", "data", "metrics", "refiners", "adapters", "protocols", "pseudo"}
+    assert all("instances" not in edges.get(layer, set()) for layer in below_instances)
 
 
 def test_the_checker_finds_violations_and_lazy_imports(tmp_path):

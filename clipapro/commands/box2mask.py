@@ -4,17 +4,37 @@ from __future__ import annotations
 
 NAME = "box2mask"
 HELP = "turn bounding boxes into instance masks (colour models refined by APro; no network)"
-DESCRIPTION = (HELP + ". Writes an instance index PNG: 0 = background, i = the i-th box (1-based). "
-               "Boxes are x0,y0,x1,y1 in pixel-edge coordinates (x1, y1 exclusive for integer boxes).")
+DESCRIPTION = (HELP + ". One photo: writes an instance index PNG: 0 = background, i = the i-th box (1-based). "
+               "Boxes are x0,y0,x1,y1 in pixel-edge coordinates (x1, y1 exclusive for integer boxes). "
+               "A whole dataset: --coco annotations.json --images DIR --out masks.json turns every box into a "
+               "COCO result with an RLE mask (resumable: OUT.partial.jsonl records finished images, a rerun with the "
+               "same settings skips them; score the masks with clipapro evaluate-instances).")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("image", help="photo (any format Pillow reads)")
-    parser.add_argument("--boxes", required=True, help='boxes "x0,y0,x1,y1;x0,y0,x1,y1;..." in pixels')
-    parser.add_argument("--out", required=True, help="output instance index PNG")
-    parser.add_argument("--probs-out", help="optional .npy file for the (M, H, W) soft masks")
+    parser.add_argument("image", nargs="?", help="photo (any format Pillow reads); not with --coco")
+    parser.add_argument("--boxes", help='boxes "x0,y0,x1,y1;x0,y0,x1,y1;..." in pixels (required for one photo)')
+    parser.add_argument("--out", required=True,
+                        help="output instance index PNG (one photo) or COCO results JSON (--coco)")
+    parser.add_argument("--probs-out", help="optional .npy file for the (M, H, W) soft masks (one photo)")
     from clipapro._validate import signature_defaults
     from clipapro.adapters.tools import box_to_instances, box_to_probs
+    from clipapro.pseudo.coco_masks import OVERLAPS, SCORES, box_masks_to_coco
+
+    g = parser.add_argument_group("whole dataset (COCO)")
+    g.add_argument("--coco", metavar="JSON", help="COCO instance JSON whose boxes to turn into masks (iscrowd "
+                                                  "boxes are skipped)")
+    g.add_argument("--images", metavar="DIR", help="image folder of --coco (file_name is relative to it)")
+    coco_defaults = signature_defaults(box_masks_to_coco)
+    g.add_argument("--score", choices=SCORES, default=coco_defaults["score"],
+                   help="result score: 1.0, or the mean foreground probability inside the mask")
+    g.add_argument("--overlap", choices=OVERLAPS, default=coco_defaults["overlap"],
+                   help="exclusive: a pixel goes to its most probable box (as the PNG); independent: masks may "
+                        "overlap")
+    g.add_argument("--limit", type=int, default=None, help="only the first N images (quick runs)")
+    g.add_argument("--skip-bad-boxes", action="store_true",
+                   help="leave out boxes with zero area or outside their image (each named on stderr) instead of "
+                        "stopping at the first")
 
     parser.add_argument("--rounds", type=int, default=signature_defaults(box_to_probs)["rounds"],
                         help="colour-model / propagation rounds")
@@ -48,6 +68,70 @@ def parse_boxes(text: str):
 
 
 def run(args) -> int:
+    if args.coco is not None:
+        return _run_coco(args)
+    from clipapro.commands._common import UsageError
+
+    if args.image is None or args.boxes is None:
+        raise UsageError("give a photo and --boxes, or --coco JSON --images DIR for a whole dataset")
+    return _run_one(args)
+
+
+def _run_coco(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from clipapro.commands._common import UsageError, check_outputs_apart, input_file
+    from clipapro.data.base import DatasetItemError
+    from clipapro.data.instances import CocoInstances
+    from clipapro.pseudo.coco_masks import ResumeMismatchError, box_masks_to_coco
+
+    for flag, value in (("a photo", args.image), ("--boxes", args.boxes), ("--probs-out", args.probs_out),
+                        ("--figure", args.figure)):
+        if value is not None:
+            raise UsageError(f"{flag} is for one photo, not with --coco (score and draw the masks with clipapro "
+                             "evaluate-instances --figure)")
+    if args.images is None:
+        raise UsageError("--coco needs --images DIR (the folder its file_name entries are relative to)")
+    if args.rounds < 1:
+        raise UsageError("--rounds must be >= 1")
+    if not 0 < args.threshold < 1:
+        raise UsageError("--threshold must lie in (0, 1)")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be >= 1")
+    ann = input_file(args.coco, "annotation file")
+    check_outputs_apart([ann], [args.out])
+    try:
+        ds = CocoInstances(ann, args.images, with_masks=False, skip_bad_boxes=args.skip_bad_boxes)
+    except DatasetItemError as err:
+        raise UsageError(str(err)) from None
+    for message in ds.skipped:
+        print(f"clipapro box2mask: skipped: {message}", file=sys.stderr)
+    try:
+        summary = box_masks_to_coco(ds, args.out, threshold=args.threshold, rounds=args.rounds, score=args.score,
+                                    overlap=args.overlap, limit=args.limit,
+                                    config={"annotations": str(Path(ann).resolve()), "sha256": _sha256(ann)})
+    except DatasetItemError as err:
+        raise UsageError(f"{err} (finished images are kept; rerun to resume)") from None
+    except ResumeMismatchError as err:
+        raise UsageError(str(err)) from None
+    print(f"{summary['out']}: {summary['boxes']} mask(s) for {summary['images']} image(s) "
+          f"({summary['skipped_done']} already done, {summary['empty_masks']} empty mask(s)), "
+          f"{summary['seconds']:.1f} s")
+    return 0
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _run_one(args) -> int:
     import numpy as np
     import torch
 

@@ -20,7 +20,8 @@ from .folder import FolderDataset
 from .hf import HFSegmentationDataset
 from .voc import VOCDataset
 
-__all__ = ["DatasetSpec", "build_dataset", "get_dataset_spec", "list_datasets", "register_dataset"]
+__all__ = ["DatasetSpec", "build_dataset", "build_instance_dataset", "get_dataset_spec", "get_instance_dataset",
+           "list_datasets", "list_instance_datasets", "register_dataset", "register_instance_dataset"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,88 @@ def build_dataset(name: str, root=None, *, split: str | None = None, **options):
     if name == "folder" and "classes" not in options:
         raise ValueError("the folder dataset needs classes= (a class-set name, file or comma list)")
     return spec.factory(root, split, **options)
+
+
+# -- instance datasets (InstanceSample items; clipapro.data.instances) ------------------------------------
+# A sibling catalog, not a kind= of the one above: its items, options and evaluation (mask AP through
+# ds.coco) differ from the semantic datasets'. Factories take (root, split, **options).
+def _coco_json(root, split, *, images=None, **kw):
+    from pathlib import Path
+
+    from .instances import CocoInstances
+
+    root = Path(root)
+    return CocoInstances(root, images, **kw)
+
+
+def _coco2017(root, split, **kw):
+    from pathlib import Path
+
+    from .instances import CocoInstances
+
+    root = Path(root)
+    return CocoInstances(root / "annotations" / f"instances_{split}2017.json", root / f"{split}2017", **kw)
+
+
+def _voc_instances(root, split, **kw):
+    from .instances import VocInstances
+
+    return VocInstances(root, split, **kw)
+
+
+def _pennfudan(root, split, **kw):
+    from pathlib import Path
+
+    from .instances import CocoInstances
+
+    root = Path(root)
+    return CocoInstances(root / "instances.json", root / "images", **kw)
+
+
+_INSTANCE_DATASETS: dict[str, DatasetSpec] = {
+    "coco": DatasetSpec("coco", _coco_json, None, default_split="", short_side=None, crop=None, stride=None,
+                        protocol="any COCO instance JSON: root = the JSON file, images= the image folder "
+                                 "(None: annotations only)"),
+    "coco2017": DatasetSpec("coco2017", _coco2017, None, default_split="val", short_side=None, crop=None,
+                            stride=None, protocol="COCO 2017: root/annotations/instances_<split>2017.json + "
+                                              "root/<split>2017/; mask AP via pycocotools"),
+    "voc": DatasetSpec("voc", _voc_instances, None, default_split="val", short_side=None,
+                                 crop=None, stride=None,
+                                 protocol="VOC2012 Annotations/*.xml boxes + SegmentationObject PNGs (val: 1449 "
+                                          "images); mask AP via pycocotools"),
+    "pennfudan": DatasetSpec("pennfudan", _pennfudan, None, default_split="", short_side=None, crop=None,
+                             stride=None, protocol="../shared/data/pennfudan: instances.json + images/ (113 photos, "
+                                                   "1 class)"),
+}
+
+
+def register_instance_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add (or replace) an instance-dataset entry (``spec.factory(root, split, **options)``)."""
+    _INSTANCE_DATASETS[spec.name] = spec
+    return spec
+
+
+def list_instance_datasets() -> list[str]:
+    """Names in the instance-dataset catalog."""
+    return sorted(_INSTANCE_DATASETS)
+
+
+def get_instance_dataset(name: str) -> DatasetSpec:
+    """The instance-dataset entry for ``name``."""
+    if name not in _INSTANCE_DATASETS:
+        raise ValueError(f"unknown instance dataset {name!r}: use one of {list_instance_datasets()}")
+    return _INSTANCE_DATASETS[name]
+
+
+def build_instance_dataset(name: str, root, *, split: str | None = None, **options):
+    """Build an instance dataset by catalog name; items are :class:`~clipapro.data.instances.InstanceSample`.
+
+    Example:
+        >>> ds = build_instance_dataset("pennfudan", "../shared/data/pennfudan")  # doctest: +SKIP
+        >>> len(ds), ds.categories  # doctest: +SKIP
+        (113, [{'id': 1, 'name': 'pedestrian'}])
+    """
+    spec = get_instance_dataset(name)
+    if root is None:
+        raise ValueError(f"instance dataset {name!r} needs a root")
+    return spec.factory(root, spec.default_split if split is None else split, **options)
