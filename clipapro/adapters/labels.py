@@ -18,7 +18,7 @@ import numpy as np
 
 from clipapro.io import write_json_atomic
 
-__all__ = ["Point", "points_to_labels", "read_points_json", "read_scribble_png", "write_points_json"]
+__all__ = ["Point", "parse_points", "points_to_labels", "read_points_json", "read_scribble_png", "write_points_json"]
 
 from clipapro.io import IGNORE_INDEX, MAX_PNG_CLASSES
 
@@ -107,6 +107,19 @@ def read_points_json(path, *, size: tuple[int, int] | None = None,
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot parse point JSON {path}: {err}") from None
+    return parse_points(data, source=path, size=size, num_classes=num_classes)
+
+
+def parse_points(data, *, source="points", size: tuple[int, int] | None = None,
+                 num_classes: int | None = None) -> list[Point]:
+    """Validate decoded point JSON (a list of ``{"x", "y", "class"}`` or ``{"points": [...]}``) into
+    points; ``source`` names the data in errors (a file, or ``file[image id]``).
+
+    Example:
+        >>> parse_points([{"x": 1, "y": 2, "class": 0}], size=(4, 4))
+        [Point(x=1.0, y=2.0, cls=0)]
+    """
+    path = source
     items = data.get("points") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise ValueError(f"{path}: expected a list of points or {{\"points\": [...]}}")

@@ -1,10 +1,17 @@
-"""``clipapro train``: self-train a student segmentation network on pseudo labels.
+"""``clipapro train``: train a student segmentation network on pseudo labels (self-training) or on
+sparse labels (scribbles, points: partial cross-entropy + APro soft-label loss, the APro paper's
+Table 2 setting).
 
 Example (8 GPUs; on one CPU drop ``torchrun`` and ``--nproc_per_node``)::
 
     torchrun --nproc_per_node=8 -m clipapro train --dataset voc21 --root data/VOCdevkit/VOC2012 \\
         --split trainaug --pseudo-dir runs/voc_pl --val-split val --student deeplabv3_resnet101 \\
         --steps 20000 --batch-size 2 --apro-weight 1.0 --out-dir runs/voc_student
+
+Scribble-supervised (ScribbleSup PNGs mapped to class indices, 255 = unlabelled)::
+
+    python -m clipapro train --dataset voc21 --root data/VOCdevkit/VOC2012 --split trainaug \
+        --scribbles data/scribblesup_png --apro-weight 1.0 --apro-ramp 1000 --out-dir runs/voc_scribble
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from clipapro._validate import signature_defaults
 from clipapro.commands._common import add_alias, add_dataset_arguments, flag_error
 
 NAME = "train"
-HELP = "self-train a student segmentation net on pseudo labels (resumable, DDP under torchrun)"
+HELP = ("train a student segmentation net on pseudo labels, or on scribbles/points with partial cross-entropy "
+        "+ APro soft-label loss (resumable, DDP under torchrun)")
 
 
 def add_arguments(parser) -> None:
@@ -21,12 +29,24 @@ def add_arguments(parser) -> None:
 
     d = signature_defaults(TrainJob.create)  # the library's defaults, shown by --help
     g = add_dataset_arguments(
-        parser, d, split_help="training split (labels come from --pseudo-dir); default: train (folder: all images)",
+        parser, d, split_help="training split (labels come from --pseudo-dir, --scribbles or --points); "
+        "default: train (folder: all images)",
         classes_help="class set for folder/hf datasets")
-    g.add_argument("--pseudo-dir", default=d["pseudo_dir"],
-                   help="output of `clipapro pseudo-label` (required unless --clean-labels)")
-    g.add_argument("--clean-labels", action="store_true",
-                   help="train on the dataset's own masks instead (fully supervised upper bound)")
+    labels = g.add_mutually_exclusive_group()
+    labels.add_argument("--pseudo-dir", default=d["pseudo_dir"],
+                        help="output of `clipapro pseudo-label` (one of --pseudo-dir, --scribbles, --points, "
+                        "--clean-labels is required)")
+    labels.add_argument("--scribbles", default=d["scribbles"], metavar="DIR",
+                        help="sparse labels: DIR/<id>.png per training image, class indices (8- or 16-bit), "
+                        "255 = unlabelled (ScribbleSup as TEL/APro use it); loss = partial cross-entropy + "
+                        "APro soft-label loss (APro paper, Table 2 setting), see --apro-weight")
+    labels.add_argument("--points", default=d["points"], metavar="DIR_OR_JSON",
+                        help="sparse labels: DIR/<id>.json per image ([{\"x\", \"y\", \"class\"}, ...] or "
+                        "{\"points\": [...]}), or one JSON {id: points}; same loss as --scribbles")
+    labels.add_argument("--clean-labels", action="store_true",
+                        help="train on the dataset's own masks instead (fully supervised upper bound)")
+    g.add_argument("--point-radius", type=int, default=d["point_radius"],
+                   help="--points: label a disk of this radius in pixels around each point (0: the pixel)")
     g.add_argument("--val-split", default=d["val_split"], help="split with ground truth for periodic evaluation")
     g.add_argument("--eval-every", type=int, default=d["eval_every"], help="evaluate every N steps (0: never)")
     g.add_argument("--eval-limit", type=int, default=d["eval_limit"], help="evaluate on the first N images only")
@@ -46,9 +66,16 @@ def add_arguments(parser) -> None:
                    help="random rescale range")
     m.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
     m.add_argument("--apro-weight", type=float, default=d["apro_weight"],
-                   help="weight of the online APro soft-label loss on the student's own predictions (0: off)")
+                   help="weight of the online APro soft-label loss on the student's own predictions (0: off); "
+                   "with --scribbles/--points the loss is partial cross-entropy + this weight x APro "
+                   "soft-label loss (APro paper, Table 2 setting; clipapro.adapters.AProSoftLabelLoss, "
+                   "labelled pixels clamped to their class)")
+    m.add_argument("--apro-ramp", type=int, default=d["apro_ramp"], metavar="STEPS",
+                   help="raise the APro weight linearly from 0 over the first STEPS steps (0: full weight at once)")
     m.add_argument("--apro-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="clipapro.apro option for the online loss (repeatable)")
+                   help="option of the online loss (repeatable): clipapro.apro options on pseudo labels; "
+                   "AProSoftLabelLoss options with --scribbles/--points (zeta_g, zeta_s, iterations, "
+                   "distance=l1|ce, global_weight, local_weight, ...)")
     m.add_argument("--soft-weight", type=float, default=d["soft_weight"],
                    help="weight of the cross-entropy with stored soft labels (pseudo-label --soft; 0: off)")
     m.add_argument("--no-amp", action="store_true", help="disable mixed precision on GPU")
@@ -86,7 +113,8 @@ def run(args) -> int:
             apro_options=parse_options(args.apro_opt, "--apro-opt"), soft_weight=args.soft_weight,
             amp=not args.no_amp, seed=args.seed, ckpt_every=args.ckpt_every, log_every=args.log_every,
             stop_at=args.stop_at, resume=not args.no_resume, workers=args.workers, device=args.device,
-            out_dir=args.out_dir, progress=not args.no_progress)
+            out_dir=args.out_dir, progress=not args.no_progress, scribbles=args.scribbles, points=args.points,
+            point_radius=args.point_radius, apro_ramp=args.apro_ramp)
     except (ValueError, TypeError, ImportError, FileNotFoundError, PermissionError) as err:
         raise flag_error(err, args, _FLAGS) from err
     result = job.run()

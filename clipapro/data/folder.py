@@ -5,6 +5,8 @@ Layout::
     root/images/<id>.{jpg,jpeg,png,bmp,tif,tiff}
     root/masks/<id>.png                       index PNGs (P or L mode), 255 = ignore
     root/<split>.txt                          optional: ids to use (else every image with a mask)
+    root/meta.json                            optional: {"splits": {"<split>": [ids]}}, used when there
+                                              is no <split>.txt (the common layout of ../shared/data)
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class FolderDataset(FileListDataset):
     Args:
         root: the folder holding ``image_dir`` and ``mask_dir``.
         classes: class-set spec (a registered name such as ``voc21``, a file or a comma list).
-        split: optional split name; ids then come from ``root/<split>.txt``. Without one, every image
+        split: optional split name; ids then come from ``root/<split>.txt``, or, when there is no such
+            file, from ``splits[<split>]`` of ``root/meta.json``. Without one, every image
             that has a mask is used; images without a mask raise (``require_masks``) or are dropped.
         reduce_zero: mmsegmentation's ``reduce_zero_label`` (0 -> ignore, others -1).
 
@@ -42,7 +45,7 @@ class FolderDataset(FileListDataset):
                 raise missing_folder_error(folder, what, f"expected {image_dir}/ and {mask_dir}/ in {root}")
         by_stem = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         if split is not None and split not in ("", "all"):
-            ids = read_split_file(root / f"{split}.txt")
+            ids = _split_ids(root, split)
         else:
             ids = sorted(by_stem)
             if not require_masks:
@@ -53,3 +56,23 @@ class FolderDataset(FileListDataset):
         samples = [Sample(i, by_stem.get(i, images / f"{i}.jpg"), masks / f"{i}.png") for i in ids]
         super().__init__(samples, classes=classes, reduce_zero=reduce_zero, check_labels=check_labels,
                          name=f"folder:{root.name}" + (f"/{split}" if split else ""))
+
+
+def _split_ids(root: Path, split: str) -> list[str]:
+    """Ids of ``split``: ``root/<split>.txt``, else ``splits[split]`` of ``root/meta.json``."""
+    import json
+
+    txt, meta = root / f"{split}.txt", root / "meta.json"
+    if txt.is_file() or not meta.is_file():
+        return read_split_file(txt)  # a missing file raises naming <split>.txt
+    try:
+        splits = json.loads(meta.read_text()).get("splits")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"cannot read splits from {meta}: {err}") from None
+    if not isinstance(splits, dict) or split not in splits:
+        have = sorted(splits) if isinstance(splits, dict) else []
+        raise FileNotFoundError(f"split {split!r}: no {txt} and {meta} lists splits {have}")
+    ids = [str(i) for i in splits[split]]
+    if not ids:
+        raise ValueError(f"split {split!r} in {meta} lists no samples")
+    return ids

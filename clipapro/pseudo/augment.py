@@ -32,8 +32,32 @@ def _tensor(x) -> torch.Tensor:
     return x.clone() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, copy=True))
 
 
+def _downscale_sparse(lab: torch.Tensor, size, ignore_index: int) -> torch.Tensor:
+    """(H, W) sparse labels -> (h, w): each labelled pixel lands in the output pixel containing its
+    centre; where several meet, the one last in row-major order wins (deterministic on the CPU).
+    Where the scale grows along one axis, that axis is first resized by nearest sampling."""
+    h, w = lab.shape
+    nh, nw = size
+    if nh > h or nw > w:  # mixed up/down scale (not produced by a uniform scale; kept correct anyway)
+        lab = F.interpolate(lab[None, None].float(), size=(max(h, nh), max(w, nw)), mode="nearest")[0, 0].long()
+        h, w = lab.shape
+    ys, xs = torch.nonzero(lab != ignore_index, as_tuple=True)
+    out = torch.full((nh, nw), ignore_index, dtype=torch.long)
+    ty = ((ys.double() + 0.5) * nh / h).long().clamp_(max=nh - 1)
+    tx = ((xs.double() + 0.5) * nw / w).long().clamp_(max=nw - 1)
+    flat = out.view(-1)
+    # a plain indexed assignment with repeated indices keeps an unspecified one; scatter_reduce "amax"
+    # over the source order keeps the last source pixel of each target
+    order = torch.arange(ys.numel(), dtype=torch.long)
+    last = torch.full((nh * nw,), -1, dtype=torch.long).scatter_reduce_(0, ty * nw + tx, order, "amax")
+    hit = last >= 0
+    flat[hit] = lab[ys[last[hit]], xs[last[hit]]]
+    return out
+
+
 def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0.5, 2.0),
-                           flip: bool = True, seed: int = 0, ignore_index: int = IGNORE_INDEX, soft=None):
+                           flip: bool = True, seed: int = 0, ignore_index: int = IGNORE_INDEX, soft=None,
+                           sparse: bool = False):
     """Augment one image and its label map (and optionally its soft labels, with the same geometry).
 
     Args:
@@ -44,6 +68,9 @@ def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0
         flip: random horizontal flip with probability 1/2.
         seed: per-sample seed (see :func:`sample_seed`).
         soft: optional (K, H, W) soft labels; resized bilinearly, zero on padding.
+        sparse: the label map is sparse (scribbles, points; mostly ``ignore_index``): downscaling
+            moves every labelled pixel to the output pixel that contains it instead of sampling the
+            nearest one, so a one-pixel point or a thin stroke is not dropped. Same random draws.
 
     Returns:
         image (3, h, w) float32 in [0, 1] and label (h, w) int64; with ``soft``, also soft (K, h, w)
@@ -70,7 +97,10 @@ def random_scale_crop_flip(image, label, *, crop_size=(512, 512), scale_range=(0
             raise ValueError(f"soft labels {tuple(soft.shape)} must be (K, {h}, {w})")
     if (nh, nw) != (h, w):
         img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
-        lab = F.interpolate(lab[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].long()
+        if sparse and (nh < h or nw < w):
+            lab = _downscale_sparse(lab, (nh, nw), ignore_index)
+        else:
+            lab = F.interpolate(lab[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].long()
         if soft is not None:
             soft = F.interpolate(soft[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
     ch, cw = crop_size

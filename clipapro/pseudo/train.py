@@ -1,11 +1,20 @@
-"""Self-training loop: a student segmentation net on pseudo labels, resumable to the bit, DDP-ready.
+"""Self-training loop: a student segmentation net on pseudo labels or sparse labels, resumable to
+the bit, DDP-ready.
 
-Loss: cross-entropy on the pseudo labels (255 ignored), plus ``soft_weight`` times the cross-entropy
+Loss on pseudo labels: cross-entropy on the pseudo labels (255 ignored), plus ``soft_weight`` times the cross-entropy
 with the stored soft labels (``pseudo-label --soft``), plus, with ``apro_weight > 0``, APro's
 soft-label loss on the student's own prediction: the targets are ``clipapro.apro`` of the detached
 softmax, guided by the (augmented) input image, and the loss is their cross-entropy with the
 student's log-probabilities (no gradient flows through the targets). SGD with momentum and the
 "poly" schedule (lr * (1 - step/steps)^0.9, the DeepLab / mmsegmentation default).
+
+Loss on sparse labels (``config.sparse``: scribbles or points, see :mod:`clipapro.pseudo.sparse`):
+partial cross-entropy + APro soft-label loss (APro paper, Table 2 setting), i.e. the cross-entropy
+averaged over the labelled pixels only (255 = unlabelled contributes nothing, not even to the mean),
+plus ``apro_weight`` times :class:`clipapro.adapters.points.AProSoftLabelLoss` on the student's own
+prediction: targets are APro's global and local propagation of its detached softmax, with the
+labelled pixels clamped to their one-hot labels, guided by the augmented image (``apro_options`` are
+that class's options). ``apro_ramp`` ramps the APro weight in linearly over the first steps (both paths).
 
 Outputs in ``OUT``: ``config.json``, ``log.jsonl`` (loss and lr every ``log_every`` steps, eval
 scores), ``checkpoints/step_*.pt``, and at the end ``model_final.pt`` and ``metrics.json``.
@@ -29,10 +38,14 @@ from clipapro.pseudo.labels import config_hash
 from clipapro.pseudo.student import create_student
 from clipapro.pseudo.trainset import PseudoLabelDataset, epoch_batches, steps_per_epoch
 
-__all__ = ["TrainConfig", "apro_soft_loss", "train_student"]
+__all__ = ["TrainConfig", "apro_soft_loss", "online_apro_loss", "train_student", "training_loss"]
 
 #: Fields that only steer a run (when to stop, log, save); changing them keeps a checkpoint usable.
 RUN_CONTROL = ("stop_at", "eval_every", "ckpt_every", "log_every", "workers", "eval_limit", "progress")
+
+
+#: Fields added after the first release, with their defaults.
+_NEW_FIELDS = {"sparse": None, "apro_ramp": 0}
 
 
 @dataclass
@@ -58,6 +71,8 @@ class TrainConfig:
     amp: bool = True  # used on CUDA only
     seed: int = 0
     pseudo_hash: str | None = None
+    sparse: dict | None = None  # SparseLabels.as_config(): kind, source, point_radius, content hash
+    apro_ramp: int = 0  # steps over which the APro weight rises linearly from 0 (0: full weight at once)
     stop_at: int | None = None
     eval_every: int = 0
     ckpt_every: int = 1000
@@ -70,6 +85,11 @@ class TrainConfig:
         """The fields that must match for a checkpoint to be resumed (run-control fields excluded)."""
         d = asdict(self)
         d["crop_size"], d["scale_range"] = list(self.crop_size), list(self.scale_range)
+        for key in _NEW_FIELDS:  # at their defaults they are left out, so older checkpoints still resume
+            if d[key] == _NEW_FIELDS[key]:
+                del d[key]
+        if d.get("sparse"):  # where the labels live may change; their content may not
+            d["sparse"] = {k: v for k, v in d["sparse"].items() if k != "source"}
         return {k: v for k, v in d.items() if k not in RUN_CONTROL}
 
 
@@ -101,7 +121,8 @@ def _seed_everything(seed: int) -> None:
 def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, val_dataset=None,
                   device="cpu", resume: bool = True) -> dict:
     """Train a student on ``train_dataset`` images with labels from ``pseudo_dir`` (None: the
-    dataset's own masks) and write checkpoints and logs to ``out_dir``.
+    dataset's own masks, or the sparse labels of ``config.sparse``) and write checkpoints and logs
+    to ``out_dir``.
 
     Resumes from the newest checkpoint in ``out_dir`` when ``resume`` is set. ``config.stop_at``
     stops early after that step (with a checkpoint); so does SIGTERM/SIGUSR1 (preemption), after the
@@ -124,9 +145,15 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
         write_json_atomic(out_dir / "config.json", {"config": asdict(config), "config_hash": chash})
     _seed_everything(config.seed + info.rank)
 
+    from clipapro.pseudo.sparse import SparseLabels
+
+    sparse = SparseLabels.from_config(config.sparse)
+    if sparse is not None and pseudo_dir is not None:
+        raise ValueError("config.sparse and pseudo_dir are exclusive: train on sparse labels or pseudo labels")
     data = PseudoLabelDataset(train_dataset, pseudo_dir, crop_size=config.crop_size,
                               scale_range=config.scale_range, flip=config.flip, seed=config.seed,
-                              soft=config.soft_weight > 0)
+                              soft=config.soft_weight > 0, sparse=sparse)
+    aux = online_apro_loss(config)
     per_epoch = steps_per_epoch(len(data), config.batch_size, info.world_size)
     torch.manual_seed(config.seed)  # same initial weights on every rank
     model = create_student(config.student, config.num_classes, backbone_weights=config.backbone_weights,
@@ -175,7 +202,7 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
             for batch in loader:
                 images, labels, *soft = (t.to(device, non_blocking=True) for t in batch)
                 loss, ce = _train_step(net, images, labels, soft[0] if soft else None, optimizer, scaler, config,
-                                       use_amp)
+                                       use_amp, aux=aux, apro_weight=_apro_weight(config, step))
                 scheduler.step()
                 step += 1
                 running += torch.stack([loss.detach().double(), ce.detach().double()])
@@ -197,8 +224,11 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
                     barrier()
                 due = config.eval_every and (step % config.eval_every == 0 or step == total)
                 if val_dataset is not None and due and not preempted:
-                    scores = evaluate_student(model, val_dataset, num_classes=config.num_classes, device=device,
-                                              limit=config.eval_limit).as_dict()  # percent, as everywhere
+                    # the evaluation's DataLoader draws from the global RNG: keep the training stream
+                    # (dropout) as checkpointed, or a run resumed from this step would diverge
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        scores = evaluate_student(model, val_dataset, num_classes=config.num_classes,
+                                                  device=device, limit=config.eval_limit).as_dict()  # percent
                     result["eval"] = scores
                     log.write(step=step, eval_mIoU=scores["mIoU"], eval_aAcc=scores["aAcc"])
                 if step >= stop or preempted:
@@ -223,21 +253,51 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     return result
 
 
-def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfig, use_amp: bool):
-    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
-        logits = net(images)
-    logits = logits.float()
+def _apro_weight(config: TrainConfig, step: int) -> float:
+    """The APro weight at ``step`` (0-based): ``apro_weight``, ramped in over ``apro_ramp`` steps."""
+    if config.apro_ramp and step < config.apro_ramp:
+        return config.apro_weight * step / config.apro_ramp
+    return config.apro_weight
+
+
+def online_apro_loss(config: TrainConfig):
+    """``fn(logits, images, labels)``: the online APro term of this configuration (None when off)."""
+    if config.apro_weight <= 0:
+        return None
+    if config.sparse is not None:  # the point/scribble setting: clamp the labelled pixels
+        from clipapro.adapters.points import AProSoftLabelLoss
+
+        loss = AProSoftLabelLoss(**config.apro_options)
+        return lambda logits, images, labels: loss(logits, images, labels)
+    return lambda logits, images, labels: apro_soft_loss(logits, images, **config.apro_options)
+
+
+def training_loss(logits, images, labels, soft=None, *, config: TrainConfig, aux=None,
+                  apro_weight: float = 0.0):
+    """``(loss, ce)`` of one batch: the (partial) cross-entropy over labelled pixels (255 ignored),
+    plus ``apro_weight`` x ``aux(logits, images, labels)`` (the online APro term), plus the stored
+    soft-label term. logits (B, K, H, W) float, images (B, 3, H, W), labels (B, H, W) int64, soft
+    (B, K, H, W) or None."""
     if bool((labels != IGNORE_INDEX).any()):
         ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     else:  # an all-ignore crop: keep the graph (DDP needs every rank to backprop) with zero loss
         ce = logits.sum() * 0.0
     loss = ce
-    if config.apro_weight > 0:
-        loss = loss + config.apro_weight * apro_soft_loss(logits, images, **config.apro_options)
+    if aux is not None and apro_weight > 0:
+        loss = loss + apro_weight * aux(logits, images, labels)
     if soft is not None:  # stored (offline) soft pseudo labels; padding has all-zero targets
         per_pixel = -(soft * F.log_softmax(logits, 1)).sum(1)
         valid = soft.sum(1) > 0
         loss = loss + config.soft_weight * per_pixel.sum() / valid.sum().clamp_min(1)
+    return loss, ce
+
+
+def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfig, use_amp: bool, *,
+                aux=None, apro_weight: float = 0.0):
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        logits = net(images)
+    loss, ce = training_loss(logits.float(), images, labels, soft, config=config, aux=aux,
+                             apro_weight=apro_weight)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()

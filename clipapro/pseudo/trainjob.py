@@ -1,5 +1,5 @@
-"""The training job behind ``clipapro train``: checks first (datasets, pseudo labels, class set,
-output folder), then :func:`~clipapro.pseudo.train.train_student` inside a process group."""
+"""The training job behind ``clipapro train``: checks first (datasets, pseudo or sparse labels, class
+set, output folder), then :func:`~clipapro.pseudo.train.train_student` inside a process group."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ class TrainJob:
                apro_weight: float = 0.0, apro_options: dict | None = None, soft_weight: float = 0.0,
                amp: bool = True, seed: int = 0, ckpt_every: int = 1000, log_every: int = 50,
                stop_at: int | None = None, resume: bool = True, workers: int = 4, device: str = "auto",
-               progress: bool = True) -> TrainJob:
+               progress: bool = True, scribbles=None, points=None, point_radius: int = 0,
+               apro_ramp: int = 0) -> TrainJob:
         """Check a training configuration and return the job; raises ValueError / FileNotFoundError /
         PermissionError naming the bad argument before any work.
 
@@ -69,6 +70,14 @@ class TrainJob:
         with ground truth evaluated every ``eval_every`` steps (0: never); ``apro_weight``: weight of
         the online APro soft-label loss on the student's own predictions; ``soft_weight``: weight of
         the cross-entropy with stored soft labels (``pseudo-label --soft``).
+
+        Sparse labels instead of pseudo labels: ``scribbles`` (folder of ``<id>.png``, 255 =
+        unlabelled) or ``points`` (folder of ``<id>.json`` or one ``{id: points}`` JSON file; each point
+        a disk of ``point_radius`` pixels), see :mod:`clipapro.pseudo.sparse`. The loss is then partial
+        cross-entropy + APro soft-label loss (APro paper, Table 2 setting): ``apro_weight`` weighs
+        :class:`~clipapro.adapters.points.AProSoftLabelLoss` and ``apro_options`` are its options.
+        Every label file is read and checked here (missing, wrong size, class >= K: one error naming
+        the file). ``apro_ramp``: steps over which the APro weight rises linearly from 0.
         """
         from clipapro.pseudo.student import check_student
 
@@ -77,8 +86,25 @@ class TrainJob:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         check_student(student)
-        if pseudo_dir is None and not clean_labels:
-            raise ValueError("give pseudo_dir (output of `clipapro pseudo-label`) or set clean_labels")
+        given = [n for n, v in (("pseudo_dir", pseudo_dir), ("scribbles", scribbles), ("points", points),
+                                ("clean_labels", clean_labels)) if v]
+        if len(given) > 1 and ("scribbles" in given or "points" in given):
+            raise ValueError(f"{' and '.join(given)} are exclusive: train on one kind of labels")
+        if not given:
+            raise ValueError("give pseudo_dir (output of `clipapro pseudo-label`), scribbles or points, "
+                             "or set clean_labels")
+        if isinstance(apro_ramp, bool) or not isinstance(apro_ramp, int) or apro_ramp < 0:
+            raise ValueError(f"apro_ramp must be an int >= 0, got {apro_ramp!r}")
+        if point_radius and points is None:
+            raise ValueError("point_radius applies to points only")
+        sparse = None
+        if scribbles is not None or points is not None:
+            from clipapro.pseudo.sparse import SparseLabels
+
+            if soft_weight > 0:
+                raise ValueError("soft_weight needs pseudo_dir with soft labels, not sparse labels")
+            sparse = (SparseLabels("scribbles", str(scribbles)) if scribbles is not None
+                      else SparseLabels("points", str(points), point_radius))
         lo, hi = scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must satisfy 0 < MIN <= MAX, got {tuple(scale_range)}")
@@ -89,7 +115,10 @@ class TrainJob:
         pseudo_hash = None
         if soft_weight > 0 and clean_labels:
             raise ValueError("soft_weight needs pseudo_dir with soft labels, not clean_labels")
-        if not clean_labels:
+        sparse_config = None
+        if sparse is not None:
+            sparse_config = sparse.as_config(sparse.check(train_set, train_set.num_classes))
+        elif not clean_labels:
             manifest = read_pseudo_manifest(pseudo_dir, train_set)
             pseudo_hash = manifest.get("config_hash")
             if soft_weight > 0 and not manifest.get("config", {}).get("soft"):
@@ -107,8 +136,16 @@ class TrainJob:
             crop_size=tuple(crop_size), scale_range=(lo, hi), flip=bool(flip), apro_weight=apro_weight,
             soft_weight=soft_weight, apro_options=dict(apro_options or {}), amp=bool(amp), seed=seed,
             pseudo_hash=pseudo_hash, stop_at=stop_at, eval_every=eval_every, ckpt_every=ckpt_every,
-            log_every=log_every, workers=workers, eval_limit=eval_limit, progress=bool(progress))
-        if config.apro_weight > 0:  # bad apro_options fail now, on a 4x4 toy input
+            log_every=log_every, workers=workers, eval_limit=eval_limit, progress=bool(progress),
+            sparse=sparse_config, apro_ramp=apro_ramp)
+        if config.apro_weight > 0 and sparse is not None:  # bad options fail now
+            from clipapro.adapters.points import AProSoftLabelLoss
+
+            try:
+                AProSoftLabelLoss(**config.apro_options)
+            except TypeError as err:
+                raise ValueError(f"apro_options: {err}") from err
+        elif config.apro_weight > 0:  # bad apro_options fail now, on a 4x4 toy input
             import torch
 
             import clipapro

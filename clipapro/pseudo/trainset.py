@@ -27,11 +27,14 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
     ``(image (3, h, w) float in [0, 1], label (h, w) int64)``; padding is black with label 255.
     With ``soft=True`` items also carry the stored soft labels ``(K, h, w)`` (zero on padding).
 
-    ``pseudo_dir=None`` trains on the dataset's own masks (clean labels, for tests and upper bounds).
+    ``pseudo_dir=None`` trains on the dataset's own masks (clean labels, for tests and upper bounds);
+    ``sparse`` (a :class:`~clipapro.pseudo.sparse.SparseLabels`, with ``pseudo_dir=None``) reads
+    scribbles or points instead, already checked by :meth:`SparseLabels.check`; their labelled
+    pixels survive downscaling (see ``sparse`` of :func:`random_scale_crop_flip`).
     """
 
     def __init__(self, dataset, pseudo_dir, *, crop_size=(512, 512), scale_range=(0.5, 2.0),
-                 flip: bool = True, seed: int = 0, soft: bool = False):
+                 flip: bool = True, seed: int = 0, soft: bool = False, sparse=None):
         self.dataset = dataset
         self.pseudo_dir = None if pseudo_dir is None else Path(pseudo_dir)
         self.ids = item_ids(dataset)
@@ -40,6 +43,9 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         self.flip = flip
         self.seed = seed
         self.soft = bool(soft)
+        self.sparse = sparse
+        if sparse is not None and (pseudo_dir is not None or self.soft):
+            raise ValueError("sparse labels replace pseudo labels: give sparse or pseudo_dir, not both")
         if self.soft and self.pseudo_dir is None:
             raise ValueError("soft labels need a pseudo-label folder")
         if self.pseudo_dir is not None:
@@ -54,7 +60,10 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         index, epoch = key
-        if self.pseudo_dir is None:
+        if self.sparse is not None:
+            image = load_image(self.dataset, index)
+            label = self.sparse.read(self.ids[index], image.shape[:2])
+        elif self.pseudo_dir is None:
             item = self.dataset[index]
             image, label = item["image"], item["mask"]
         else:
@@ -65,7 +74,8 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
                                  f"its image {image.shape[:2]}")
         soft = load_soft_labels(soft_path(self.pseudo_dir, self.ids[index])) if self.soft else None
         return random_scale_crop_flip(image, label, crop_size=self.crop_size, scale_range=self.scale_range,
-                                      flip=self.flip, seed=sample_seed(self.seed, epoch, index), soft=soft)
+                                      flip=self.flip, seed=sample_seed(self.seed, epoch, index), soft=soft,
+                                      sparse=self.sparse is not None)
 
 
 def steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:
