@@ -11,6 +11,7 @@ Example:
 """
 
 from .boundary import (
+    EdgeScorer,
     band_confusion,
     band_miou,
     boundary_counts,
@@ -30,7 +31,7 @@ from .evaluator import (
 from .report import SegMetrics
 
 __all__ = [
-    "ConfusionMatrix", "SegMetrics", "SemSegEvaluator", "band_confusion", "band_miou", "boundary_counts",
+    "ConfusionMatrix", "EdgeScorer", "SegMetrics", "SemSegEvaluator", "band_confusion", "band_miou", "boundary_counts",
     "boundary_f", "confusion_counts", "f_from_counts", "thin_counts", "thin_recall", "evaluate_pipeline",
     "evaluate_predictions", "inference_on_dataset", "metrics_from_counts", "read_prediction_png",
 ]
