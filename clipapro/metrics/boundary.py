@@ -171,18 +171,20 @@ def boundary_counts(pred, gt, num_classes: int | None = None, *, tolerance: floa
 
 
 def f_from_counts(counts) -> float:
-    """Mean boundary F over classes with a boundary pixel in either map, from :func:`boundary_counts`
-    (summed over images); F_c = 2 P R / (P + R), 0 when a class has boundary pixels in one map only;
-    NaN when no class has any.
+    """Mean boundary F over the classes with ground-truth boundary pixels, from :func:`boundary_counts`
+    (summed over images); F_c = 2 P R / (P + R), 0 when the prediction has no boundary of class c;
+    NaN when the ground truth has no boundary. A class with boundaries only in the prediction is not
+    averaged in (mIoU already charges a whole class for it), but its specks still cost: they cut holes,
+    and so false boundaries, into the regions of the true classes.
 
     Example:
-        >>> f_from_counts(np.array([[3, 4, 1, 2], [0, 0, 0, 0]]))  # P = 3/4, R = 1/2
+        >>> f_from_counts(np.array([[3, 4, 1, 2], [0, 5, 0, 0]]))  # class 0: P = 3/4, R = 1/2
         0.6
     """
     c = np.asarray(counts, np.float64)
     if c.ndim != 2 or c.shape[1] != 4:
         raise ValueError(f"counts must have shape (K, 4), got {c.shape}")
-    used = (c[:, 1] + c[:, 3]) > 0
+    used = c[:, 3] > 0
     if not used.any():
         return float("nan")
     prec = np.divide(c[:, 0], c[:, 1], out=np.zeros(len(c)), where=c[:, 1] > 0)
@@ -193,7 +195,7 @@ def f_from_counts(counts) -> float:
 
 def boundary_f(pred, gt, *, tolerance: float = 2, ignore_index: int = IGNORE_INDEX) -> float:
     """Boundary F-measure in [0, 1] of one label map (Csurka et al. 2013, per class, distance matching):
-    :func:`f_from_counts` of :func:`boundary_counts`. NaN when neither map has a boundary.
+    :func:`f_from_counts` of :func:`boundary_counts`. NaN when the ground truth has no boundary.
 
     Example:
         >>> g = np.zeros((6, 6), np.int64); g[:, 3:] = 1
