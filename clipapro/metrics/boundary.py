@@ -173,7 +173,8 @@ def boundary_counts(pred, gt, num_classes: int | None = None, *, tolerance: floa
 def f_from_counts(counts) -> float:
     """Mean boundary F over the classes with ground-truth boundary pixels, from :func:`boundary_counts`
     (summed over images); F_c = 2 P R / (P + R), 0 when the prediction has no boundary of class c;
-    NaN when the ground truth has no boundary. A class with boundaries only in the prediction is not
+    P = 1 when none of its boundary pixels is scored (they all lie on void); NaN when the ground
+    truth has no boundary. A class with boundaries only in the prediction is not
     averaged in (mIoU already charges a whole class for it), but its specks still cost: they cut holes,
     and so false boundaries, into the regions of the true classes.
 
@@ -187,7 +188,7 @@ def f_from_counts(counts) -> float:
     used = c[:, 3] > 0
     if not used.any():
         return float("nan")
-    prec = np.divide(c[:, 0], c[:, 1], out=np.zeros(len(c)), where=c[:, 1] > 0)
+    prec = np.divide(c[:, 0], c[:, 1], out=np.ones(len(c)), where=c[:, 1] > 0)  # no scored pixel: no false one
     rec = np.divide(c[:, 2], c[:, 3], out=np.zeros(len(c)), where=c[:, 3] > 0)
     f = np.divide(2 * prec * rec, prec + rec, out=np.zeros(len(c)), where=(prec + rec) > 0)
     return round(float(f[used].mean()), 12)
