@@ -145,28 +145,37 @@ class Cell:
         }
 
 
-def run_study(sets, noise_models, methods: dict, *, seed: int = 0, progress: bool = True, figure_rows=None,
-              memory: bool = True):
+def run_study(sets, noise_models, methods: dict, *, seed: int = 0, progress: bool = True, memory: bool = True,
+              done=None, on_set=None):
     """Score every method on every set x noise model. ``methods``: name -> (refiner, options).
 
-    Returns ``(cells, records, mem)``: ``cells[set][noise][method]`` = :meth:`Cell.summary`,
-    ``records`` one dict per image x noise x method, ``mem[set][method]`` peak MiB."""
+    Returns ``(cells, records, mem)``: ``cells[set][noise][method]`` = :meth:`Cell.summary` plus
+    ``gain``, ``records`` one dict per image x noise x method, ``mem[set][method]`` peak MiB.
+    ``done``: {set: (cells, records, mem)} of sets finished by an earlier run (skipped);
+    ``on_set(photo_set, cells, records, mem, figure)`` is called after each set, ``figure`` holding
+    the label maps of its first photo: {"id", "image", "gt", "rows": {noise: {"coarse"|method: labels}}}."""
     from tqdm import tqdm
 
+    done = done or {}
     cells, records, mem = {}, [], {}
     total = sum(len(s.photos) for s in sets) * len(noise_models)
     bar = tqdm(total=total, desc="refine study", disable=not progress, file=sys.stderr)
     for s in sets:
+        if s.name in done:
+            cells[s.name], old_records, mem[s.name] = done[s.name]
+            records += old_records
+            bar.update(len(s.photos) * len(noise_models))
+            continue
         acc = {n: {m: Cell(s.num_classes) for m in methods} for n in noise_models}
-        mem[s.name] = {}
+        mem[s.name], set_records, fig = {}, [], {"id": s.photos[0][0], "image": s.photos[0][1],
+                                                 "gt": s.photos[0][2], "rows": {}}
         for j, (pid, img, gt) in enumerate(s.photos):
             gt_t = torch.from_numpy(gt.astype(np.int64))
             scorer = EdgeScorer(gt, s.num_classes)
             for noise in noise_models:
                 probs = coarse_probs(gt, s.num_classes, noise, _seed(seed, s.name, pid, noise),
                                      background=s.background)
-                if figure_rows is not None and j == 0:
-                    fig = figure_rows.setdefault(s.name, {"id": pid, "image": img, "gt": gt, "rows": {}})
+                if j == 0:
                     fig["rows"][noise] = {"coarse": probs.argmax(0).numpy().astype(np.uint8)}
                 for m_name, (method, opts) in methods.items():
                     t0 = time.perf_counter()
@@ -177,12 +186,13 @@ def run_study(sets, noise_models, methods: dict, *, seed: int = 0, progress: boo
                     acc[noise][m_name].add(pred, gt_t, scores, dt)
                     per = metrics_from_counts(confusion_counts(torch.from_numpy(pred), gt_t, s.num_classes))
                     hits, tot = scores["thin"]
-                    records.append({"set": s.name, "id": pid, "noise": noise, "method": m_name,
-                                    "miou": _num(100 * per.miou), "bf": _num(100 * f_from_counts(scores["boundary"])),
-                                    "thin": _num(100 * hits / tot) if tot else None, "time_s": dt})
-                    if figure_rows is not None and j == 0:
-                        figure_rows[s.name]["rows"][noise][m_name] = pred.astype(np.uint8)
-                    if memory and j == 0 and noise == next(iter(noise_models)) and method != BASELINE:
+                    set_records.append({"set": s.name, "id": pid, "noise": noise, "method": m_name,
+                                        "miou": _num(100 * per.miou),
+                                        "bf": _num(100 * f_from_counts(scores["boundary"])),
+                                        "thin": _num(100 * hits / tot) if tot else None, "time_s": dt})
+                    if j == 0:
+                        fig["rows"][noise][m_name] = pred.astype(np.uint8)
+                    if memory and j == 0 and noise == noise_models[0] and method != BASELINE:
                         with PeakRSS() as peak:  # untimed: the sampling thread competes for the GIL
                             refine(img, probs, method=method, **opts)
                         mem[s.name][m_name] = peak.mib
@@ -193,6 +203,9 @@ def run_study(sets, noise_models, methods: dict, *, seed: int = 0, progress: boo
             base = cells[s.name][n].get(BASELINE, {}).get("miou", float("nan"))
             for row in cells[s.name][n].values():
                 row["gain"] = row["miou"] - base
+        records += set_records
+        if on_set is not None:
+            on_set(s, cells[s.name], set_records, mem[s.name], fig)
     bar.close()
     return cells, records, mem
 
@@ -338,8 +351,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the tables and per-image results here")
     ap.add_argument("--markdown", type=Path, default=None, help="write the README table here")
     ap.add_argument("--figure-dir", type=Path, default=None, help="write one comparison grid PNG per set here")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --json: keep the sets that file already holds for the same configuration")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
+    if args.resume and not args.json:
+        ap.error("--resume needs --json (the file it resumes from)")
     if args.per_set is not None and args.per_set < 1:
         ap.error(f"--per-set must be >= 1, got {args.per_set}")
     per_set = args.per_set or (QUICK_PER_SET if args.quick else PER_SET)
@@ -360,9 +377,35 @@ def main(argv=None) -> int:
         print(f"skipped (not found under {args.data_root}): {', '.join(missing)}", file=sys.stderr)
     if not sets:
         ap.error(f"no photo set with ground truth under {args.data_root}")
-    figure_rows = {} if args.figure_dir else None
+    config = {"noise_models": noise_models, "methods": {k: [v[0], v[1]] for k, v in methods.items()},
+              "seed": args.seed, "threads": args.threads, "max_side": MAX_SIDE}
+    photo_ids = {s.name: [p[0] for p in s.photos] for s in sets}
+    done = _resumable(args.json, config, photo_ids) if args.resume else {}
+    if done:
+        print(f"resuming: {', '.join(done)} read from {args.json}", file=sys.stderr)
+    partial = {"config": {**config, "sets": photo_ids}, "complete": False, "per_set": {}, "peak_mib": {},
+               "images": []}
+    for name, (c, r, m) in done.items():
+        partial["per_set"][name], partial["peak_mib"][name] = c, m
+        partial["images"] += r
+
+    def on_set(photo_set, set_cells, set_records, set_mem, fig):
+        if args.figure_dir:
+            from refine_figures import save_grid
+
+            save_grid(args.figure_dir / f"{photo_set.name}.png", fig["image"], fig["rows"], fig["gt"],
+                      [m for m in methods if m != BASELINE],
+                      title=f"{photo_set.name} / {fig['id']}: image | coarse | methods | ground truth, "
+                            "one row per noise model")
+        if args.json:  # after every set, so an interrupted run resumes (--resume) where it stopped
+            from clipapro.io import write_json_atomic
+
+            partial["per_set"][photo_set.name], partial["peak_mib"][photo_set.name] = set_cells, set_mem
+            partial["images"] += set_records
+            write_json_atomic(args.json, _strict(partial))
+
     cells, records, mem = run_study(sets, noise_models, methods, seed=args.seed, progress=not args.no_progress,
-                                    figure_rows=figure_rows, memory=not args.no_memory)
+                                    memory=not args.no_memory, done=done, on_set=on_set)
     summary = summary_rows(cells, noise_models, methods, records, mem)
     print(f"sets: {', '.join(f'{s.name} ({len(s.photos)} photos, K={s.num_classes})' for s in sets)}; "
           f"long side <= {MAX_SIDE} px; seed {args.seed}; {args.threads} threads")
@@ -378,20 +421,30 @@ def main(argv=None) -> int:
     if args.json:
         from clipapro.io import write_json_atomic
 
-        config = {"sets": {s.name: [p[0] for p in s.photos] for s in sets}, "noise_models": noise_models,
-                  "methods": {k: [v[0], v[1]] for k, v in methods.items()}, "seed": args.seed,
-                  "threads": args.threads, "max_side": MAX_SIDE}
-        write_json_atomic(args.json, _strict({"config": config, "summary": summary, "per_set": cells,
-                                              "peak_mib": mem, "images": records}))
-    if figure_rows:
-        from refine_figures import save_grid
-
-        shown = [m for m in methods if m != BASELINE]
-        for name, fig in figure_rows.items():
-            save_grid(args.figure_dir / f"{name}.png", fig["image"], fig["rows"], fig["gt"], shown,
-                      title=f"{name} / {fig['id']}: image | coarse | methods | ground truth, one row per noise model")
+        write_json_atomic(args.json, _strict({"config": {**config, "sets": photo_ids}, "complete": True,
+                                              "summary": summary, "per_set": cells, "peak_mib": mem,
+                                              "images": records}))
     return 0
 
+
+def _resumable(path, config: dict, photo_ids: dict) -> dict:
+    """{set: (cells, records, mem)} of the sets an earlier run with the same configuration finished."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    old_config = dict(old.get("config", {}))
+    old_sets = old_config.pop("sets", {})
+    if old_config != json.loads(json.dumps(config)):
+        return {}
+    out = {}
+    for name, c in old.get("per_set", {}).items():
+        if name in photo_ids and old_sets.get(name) == photo_ids[name]:
+            records = [r for r in old.get("images", []) if r["set"] == name]
+            out[name] = (c, records, old.get("peak_mib", {}).get(name, {}))
+    return out
 
 if __name__ == "__main__":
     sys.exit(main())

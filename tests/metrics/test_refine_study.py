@@ -128,12 +128,20 @@ def test_main_on_a_fixture_folder(tmp_path, capsys):
     res2 = json.loads((tmp_path / "r2.json").read_text())
     strip = [{k: v for k, v in r.items() if k != "time_s"} for r in res["images"]]
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in res2["images"]]
+    # --resume keeps the finished sets of the same configuration (nothing is recomputed: times identical)
+    capsys.readouterr()
+    assert study.main(args[:-6] + ["--json", str(tmp_path / "r.json"), "--resume"]) == 0
+    assert "resuming: voc_samples" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["images"] == res["images"]
+    # another configuration (seed) is not resumed
+    assert study.main(args[:-6] + ["--json", str(tmp_path / "r.json"), "--resume", "--seed", "1"]) == 0
+    assert "resuming" not in capsys.readouterr().err
 
 
 def test_main_refuses_bad_arguments(tmp_path):
     study = _study()
     for bad in (["--methods", "nope"], ["--noise", "nope"], ["--sets", "nope"], ["--per-set", "0"],
-                ["--extra", "x=crf-tree:{\"no_such_option\": 1}"], ["--data-root", str(tmp_path)]):
+                ["--extra", "x=crf-tree:{\"no_such_option\": 1}"], ["--data-root", str(tmp_path)], ["--resume"]):
         with pytest.raises(SystemExit) as e:
             study.main(bad + ["--no-progress"])
         assert e.value.code == 2
