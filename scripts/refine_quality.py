@@ -61,8 +61,10 @@ from clipapro.metrics import EdgeScorer, confusion_counts, f_from_counts, metric
 from clipapro.refiners import get_refiner, list_refiners, refine  # noqa: E402
 
 DATA = _CHECKOUT.parent / "shared" / "data"
-PER_SET = 5
+PER_SET = 3
 QUICK_PER_SET = 2
+LARGE_K = 100  # sets with more classes (COCO-Stuff 171 / 150) take minutes per photo for some methods
+LARGE_PER_SET = 1
 BASELINE = "none"
 
 
@@ -340,7 +342,11 @@ def main(argv=None) -> int:
     ap.add_argument("--per-set", type=int, default=None,
                     help=f"photos per set, spread evenly over its ids (default {PER_SET}; "
                          f"{QUICK_PER_SET} with --quick)")
-    ap.add_argument("--quick", action="store_true", help=f"{QUICK_PER_SET} photos per set")
+    ap.add_argument("--per-set-large", type=int, default=None,
+                    help=f"photos per set with K > {LARGE_K} (default {LARGE_PER_SET}, at most --per-set): PAMR "
+                         "and APro take minutes per photo at K = 171")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"{QUICK_PER_SET} photos per set ({LARGE_PER_SET} for K > {LARGE_K})")
     ap.add_argument("--noise", default="", help=f"comma-separated noise models (default: all of {list(NOISE_MODELS)})")
     ap.add_argument("--methods", default="", help="comma-separated refiner names (default: none + every available one)")
     ap.add_argument("--extra", action="append", default=[],
@@ -357,9 +363,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.resume and not args.json:
         ap.error("--resume needs --json (the file it resumes from)")
-    if args.per_set is not None and args.per_set < 1:
-        ap.error(f"--per-set must be >= 1, got {args.per_set}")
+    for name in ("per_set", "per_set_large"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     per_set = args.per_set or (QUICK_PER_SET if args.quick else PER_SET)
+    per_set_large = min(per_set, args.per_set_large or LARGE_PER_SET)
     torch.set_num_threads(max(1, args.threads))
     noise_models = [n for n in args.noise.split(",") if n] or list(NOISE_MODELS)
     for n in noise_models:
@@ -370,7 +378,8 @@ def main(argv=None) -> int:
         if s not in SETS:
             ap.error(f"unknown set {s!r}: use one of {list(SETS)}")
     methods = parse_methods(ap, args.methods, args.extra)
-    sets = [load_set(args.data_root, s, per_set=per_set) for s in set_names]
+    sets = [load_set(args.data_root, s, per_set=per_set, per_set_large=per_set_large, large_k=LARGE_K)
+            for s in set_names]
     missing = [s.name for s in sets if not s.photos]
     sets = [s for s in sets if s.photos]
     if missing:

@@ -77,8 +77,10 @@ def _keep_most_frequent(masks: list, k_from: int, k_to: int) -> np.ndarray:
     return lut
 
 
-def load_set(root: Path, name: str, *, per_set: int | None = None, max_side: int = MAX_SIDE) -> PhotoSet:
-    """Read set ``name`` (a key of :data:`SETS`) under ``root``; an empty PhotoSet if it is missing."""
+def load_set(root: Path, name: str, *, per_set: int | None = None, max_side: int = MAX_SIDE,
+             per_set_large: int | None = None, large_k: int = 100) -> PhotoSet:
+    """Read set ``name`` (a key of :data:`SETS`) under ``root``; an empty PhotoSet if it is missing.
+    ``per_set`` photos (all when None), ``per_set_large`` for a set with more than ``large_k`` classes."""
     folder_name, split, k_override, background = SETS[name]
     folder = Path(root) / folder_name
     meta = _meta(folder)
@@ -99,6 +101,8 @@ def load_set(root: Path, name: str, *, per_set: int | None = None, max_side: int
         lut = _keep_most_frequent(every, k, k_override)
         out.classes = [c for c, j in zip(classes, lut[:k], strict=False) if j != 255]
         out.num_classes = k_override
+    if out.num_classes > large_k and per_set_large is not None:
+        per_set = per_set_large if per_set is None else min(per_set, per_set_large)
     for i in _spread(ids, per_set):
         img, gt = _resize(Image.open(folder / "images" / f"{i}.png"), Image.open(folder / "masks" / f"{i}.png"),
                           max_side)
