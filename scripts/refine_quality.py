@@ -24,7 +24,13 @@ Scores, per set (pooled over its photos) and as the mean over sets:
   untimed call of each method on the first photo of each set with the iid model; the summary is the
   largest over sets. It counts numpy, torch and the compiled core alike.
 
-    python scripts/refine_quality.py --quick                       # 2 photos per set, all methods
+Photos per set: 3 by default (``--per-set``), 2 with ``--quick``, spread evenly over the set's ids;
+1 for the sets with K > 100 (``--per-set-large``), where PAMR and APro take minutes per photo.
+``--json`` is rewritten after every set; ``--resume`` keeps the sets it holds for the same
+configuration, so an interrupted run continues where it stopped.
+
+    python scripts/refine_quality.py --quick --methods none,crf-tree,densecrf   # the fast screen
+    python scripts/refine_quality.py --quick                       # all methods (PAMR at K = 171 dominates)
     python scripts/refine_quality.py --json out.json --markdown table.md --figure-dir figs
     python scripts/refine_quality.py --quick --methods none,crf-tree --noise iid,network
     python scripts/refine_quality.py --quick --extra 'ct8=crf-tree:{"w_tree": 8}'
