@@ -14,6 +14,7 @@ from clipapro.viz import label_colors
 PANEL_W = 200
 TITLE_PX = 22
 ROW_LABEL_PX = 70
+GAP_PX = 4  # white space between panels
 
 
 def _downsized(arr: np.ndarray, width: int) -> np.ndarray:
@@ -54,7 +55,8 @@ def save_grid(path, image: np.ndarray, rows: dict, gt: np.ndarray, methods: list
                  rotation=90)
         pics = [img] + [colors[_downsized(maps[c], PANEL_W)] for c in ["coarse", *methods]] + [gt_pic]
         for j, pic in enumerate(pics):
-            ax = fig.add_axes(((ROW_LABEL_PX + j * PANEL_W) / w_px, top, PANEL_W / w_px, ph / h_px))
+            ax = fig.add_axes(((ROW_LABEL_PX + j * PANEL_W + GAP_PX / 2) / w_px, top + GAP_PX / 2 / h_px,
+                               (PANEL_W - GAP_PX) / w_px, (ph - GAP_PX) / h_px))
             ax.imshow(pic, interpolation="nearest", aspect="auto")
             ax.set_axis_off()
     path = Path(path)
