@@ -145,3 +145,22 @@ def test_main_refuses_bad_arguments(tmp_path):
         with pytest.raises(SystemExit) as e:
             study.main(bad + ["--no-progress"])
         assert e.value.code == 2
+
+
+def test_set_helpers_keep_the_most_frequent_classes_and_spread_photos():
+    import refine_sets
+
+    masks = [np.array([[0, 0, 0, 3, 3, 1, 255]], np.uint8), np.array([[3, 3, 2, 2]], np.uint8)]
+    lut = refine_sets._keep_most_frequent(masks, 4, 2)  # pixels: 0 -> 3, 1 -> 1, 2 -> 2, 3 -> 4
+    assert lut[:4].tolist() == [0, 255, 255, 1] and lut[255] == 255  # 0 and 3 kept, renumbered in order
+    assert refine_sets._spread(list("abcdefghij"), 3) == ["a", "d", "g"]
+    assert refine_sets._spread(list("ab"), 5) == ["a", "b"]
+
+
+def test_time_ratios_pair_each_input_with_densecrf():
+    study = _study()
+    rec = [{"set": "s", "id": i, "noise": "iid", "method": m, "time_s": t}
+           for i, (a, b) in enumerate([(1.0, 2.0), (1.0, 4.0), (3.0, 3.0)]) for m, t in (("x", a), ("densecrf", b))]
+    r = study.time_ratios(rec)
+    assert r["x"] == 0.5 and r["densecrf"] == 1.0
+    assert study.time_ratios([r for r in rec if r["method"] == "x"]) == {}
