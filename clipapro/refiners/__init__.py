@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from clipapro.io import image_to_tensor, probs_to_tensor
-from clipapro.refiners import apro_method, crf_tree, densecrf, pamr  # noqa: F401  (they register themselves)
+from clipapro.refiners import apro_method, crf_tree, densecrf, geo_crf, pamr  # noqa: F401  (they register themselves)
 from clipapro.refiners.registry import (
     RefinerSpec,
     get_refiner,
@@ -34,7 +34,7 @@ from clipapro.refiners.registry import (
 )
 
 #: The method ``method="auto"`` runs (best mIoU gain per second in the quality study).
-DEFAULT_METHOD = "crf-tree"
+DEFAULT_METHOD = "geo-crf"
 
 __all__ = ["DEFAULT_METHOD", "RefinerSpec", "get_refiner", "list_refiners", "make_refiner", "refine",
            "refiner_defaults", "register_refiner"]
