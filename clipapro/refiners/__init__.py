@@ -7,7 +7,9 @@
 Methods (:func:`list_refiners`; each ``fn(image (B, 3, H, W), probs (B, K, H, W), **options)``,
 registered with :func:`register_refiner`, defaults in its signature, :func:`refiner_defaults`):
 
-- ``crf-tree``: mean-field CRF with exact all-pairs tree messages (unary-aware).
+- ``geo-crf`` (the default): region mean field with exact tree messages on a small grid, class-presence
+  pruning, then a full-resolution decision with the image's own tree (``clipapro.refiners.geo_crf``).
+- ``crf-tree``: mean-field CRF with exact all-pairs tree messages (unary-aware), on a small grid.
 - ``apro``: the paper's APro exactly (GP + LP averaging, no unary); ``apro-gp`` / ``apro-lp`` keep
   one of its two targets.
 - ``pamr``: PAMR (Araslanov & Roth, CVPR 2020) as used by SCLIP / NACLIP.
@@ -33,7 +35,7 @@ from clipapro.refiners.registry import (
     register_refiner,
 )
 
-#: The method ``method="auto"`` runs (best mIoU gain per second in the quality study).
+#: The method ``method="auto"`` runs (chosen on the mean over every set of the quality study).
 DEFAULT_METHOD = "geo-crf"
 
 __all__ = ["DEFAULT_METHOD", "RefinerSpec", "get_refiner", "list_refiners", "make_refiner", "refine",

@@ -36,7 +36,7 @@ _DILATIONS = (1, 2, 4)
 
 @register_refiner("geo-crf")
 @torch.no_grad()
-def geo_crf(image: torch.Tensor, probs: torch.Tensor, *, scale: int = 8, zeta: float = 0.03, w_tree: float = 10.0,
+def geo_crf(image: torch.Tensor, probs: torch.Tensor, *, scale: int = 4, zeta: float = 0.03, w_tree: float = 10.0,
             w_local: float = 10.0, zeta_local: float = 0.15, iterations: int = 5, presence: float = 0.01,
             w_region: float = 1.0, zeta_full: float = 0.02, w_full: float = 4.0, full_iterations: int = 2,
             lp_iterations: int = 0, zeta_lp: float = 0.1, eps: float = 1e-4) -> torch.Tensor:

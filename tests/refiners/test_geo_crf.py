@@ -164,7 +164,7 @@ def test_bad_inputs():
 
 def test_defaults_come_from_the_signature():
     d = refiner_defaults("geo-crf")
-    assert d["scale"] == 8 and d["presence"] > 0 and "tree" not in d
+    assert d["scale"] == 4 and d["presence"] > 0 and "tree" not in d
 
 
 @pytest.mark.skipif(not (DATA / "voc_extra" / "images").is_dir(), reason="needs ../shared/data/voc_extra")
