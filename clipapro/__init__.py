@@ -10,7 +10,7 @@ The propagation ops are available at the top level::
     y = clipapro.tree_filter(values, guide, zeta=0.01)         # global propagation (exact)
     y = clipapro.local_filter(values, image, kernel_size=5)    # local propagation
     targets = clipapro.apro(probs, image)                      # APro soft labels
-    refined = clipapro.refine(image, probs)                    # the default refiner (crf-tree)
+    refined = clipapro.refine(image, probs)                    # the default refiner (geo-crf)
 
 Subpackages (``clipapro.clip``, ``clipapro.data``, ``clipapro.adapters``, ...) are imported on use.
 """

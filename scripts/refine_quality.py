@@ -1,138 +1,102 @@
-"""Refinement quality study: every refiner x coarse-noise model x all real photos with masks, one run.
+"""Refinement quality study: every refiner x coarse-noise model x every annotated photo set, one run.
 
-CLIP-like coarse predictions are simulated from the ground truth of the 5 PASCAL VOC photos in
-``../shared/data/voc_samples`` (patch-level class evidence, logit noise, upsampled like a ViT's
-patch grid), refined by each method, and scored with mIoU. Prints a table (mIoU per noise model and
-method, mean gain over no refinement, median time per image, peak extra memory) and writes JSON.
+Coarse predictions are simulated from the ground truth of each set in ``../shared/data`` with
+ground truth (``scripts/refine_sets.py``: voc_samples, voc_extra, camvid_train, camvid_val,
+cocostuff (K = 171), cocostuff150 (K = 150), pennfudan (K = 2)), photos resized so the long side is
+at most 513 px. Five noise models (``scripts/refine_noise.py``): iid, confuse, spurious, weak,
+network. Each method refines each coarse map through ``clipapro.refiners.refine``; ``none`` is the
+coarse row.
 
-The 3 pydensecrf examples have no ground truth (their annotations are coarse scribbles), so they are
-not scored; ``--save-dir`` writes each method's labels for them (and the VOC photos) for inspection.
+Scores, per set (pooled over its photos) and as the mean over sets:
 
-    .venv/bin/python scripts/refine_quality.py --quick           # 1 seed: 40 inputs x 12 methods, ~9 min
-    .venv/bin/python scripts/refine_quality.py --json out.json   # 3 seeds, ~3x longer
-    .venv/bin/python scripts/refine_quality.py --first-seed 1 --seeds 1 --methods none,crf-tree,densecrf,pamr
+* mIoU (%): mmseg's convention (``clipapro.metrics``), over every class present in the ground truth
+  or the prediction of the set's photos: a speck of an absent class costs a whole class. The
+  gain is mIoU minus the coarse (``none``) mIoU of the same set and noise model.
+* BF (%): boundary F-measure at 2 px (``clipapro.metrics.boundary_counts``, Csurka et al.,
+  per class, counts pooled over the set's photos, mean over the classes of its ground truth).
+* band (%): mIoU inside an 8-px band around ground-truth edges (``band_confusion``).
+* thin (%): recall of ground-truth pixels within 4 px of the skeleton of parts thinner than
+  12 px (``thin_counts``), pooled over the set; empty when the set has no thin part.
+* time: median seconds per image of the ``refine`` call (all photos and noise models of the set;
+  the summary: median over every call), ``--threads`` torch threads.
+* MiB: peak resident memory above the level at entry (after ``gc.collect`` and glibc
+  ``malloc_trim`` return freed memory to the system), sampled every 1 ms by a thread, in a separate
+  untimed call of each method on the first photo of each set with the iid model; the summary is the
+  largest over sets. It counts numpy, torch and the compiled core alike.
 
-The crf-tree defaults were tuned on seed 0; ``--first-seed 1`` gives held-out noise on the same photos.
+Photos per set: 3 by default (``--per-set``), 2 with ``--quick``, spread evenly over the set's ids;
+1 for the sets with K > 100 (``--per-set-large``), where PAMR and APro take minutes per photo.
+``--json`` is rewritten after every set; ``--resume`` keeps the sets it holds for the same
+configuration, so an interrupted run continues where it stopped.
 
-mIoU is computed over the classes present in the ground truth of the evaluated photos (void 255
-ignored), accumulated over photos and seeds: a spurious class costs through the pixels it steals.
+    python scripts/refine_quality.py --quick --methods none,crf-tree,densecrf   # the fast screen
+    python scripts/refine_quality.py --quick                       # all methods (PAMR at K = 171 dominates)
+    python scripts/refine_quality.py --json out.json --markdown table.md --figure-dir figs
+    python scripts/refine_quality.py --quick --methods none,crf-tree --noise iid,network
+    python scripts/refine_quality.py --quick --extra 'ct8=crf-tree:{"w_tree": 8}'
+
+Deterministic given ``--seed`` (the noise of photo ``id`` of set ``s`` under model ``m`` is seeded by
+``(seed, crc32("s/id/m"))``, whatever else runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
-from scipy import ndimage
 
-_CHECKOUT = Path(__file__).resolve().parents[1]
+_HERE = Path(__file__).resolve().parent
+_CHECKOUT = _HERE.parent
 if (_CHECKOUT / "clipapro" / "__init__.py").is_file():  # a source checkout (not the copy in a wheel)
     sys.path.insert(0, str(_CHECKOUT))
-from clipapro.refiners import list_refiners, refine  # noqa: E402
+sys.path.insert(0, str(_HERE))
+from refine_noise import NOISE_MODELS, coarse_probs  # noqa: E402
+from refine_sets import MAX_SIDE, SETS, load_set  # noqa: E402
 
-NUM_CLASSES = 21  # PASCAL VOC: background + 20 objects
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from clipapro.metrics import EdgeScorer, confusion_counts, f_from_counts, metrics_from_counts  # noqa: E402
+from clipapro.refiners import get_refiner, list_refiners, refine  # noqa: E402
 
-#: name -> (patch, gain, iid noise std, extra).  Logits = gain * patch class fraction + noise.
-NOISE_MODELS = {
-    "p16": dict(patch=16, gain=4.0, noise=1.5),
-    "p14": dict(patch=14, gain=4.0, noise=1.5),
-    "p32": dict(patch=32, gain=4.0, noise=1.5),
-    "noisy": dict(patch=16, gain=4.0, noise=2.5),
-    "weak-object": dict(patch=16, gain=4.0, noise=1.5, weak=0.5),
-    "spurious": dict(patch=16, gain=4.0, noise=1.5, spurious=3),
-    "correlated": dict(patch=16, gain=4.0, noise=0.5, correlated=2.0),
-    "blur-shift": dict(patch=16, gain=4.0, noise=1.5, blur=8.0, shift=12),
-}
-
-#: Confidence of an annotated label in the pydensecrf examples (gt_prob of pydensecrf's unary_from_labels example).
-GT_PROB = 0.7
-
-#: name -> (method, options) of :func:`clipapro.refine`.
-METHODS = {
-    "none": (None, {}),
-    "apro": ("apro", {}),
-    "apro-gp": ("apro-gp", {}),
-    "apro-gp-z.003": ("apro-gp", {"zeta_g": 0.003}),
-    "apro-gp-z.03": ("apro-gp", {"zeta_g": 0.03}),
-    "apro-lp": ("apro-lp", {}),
-    "apro-gp-lp": ("apro", {"mode": "gp-lp"}),
-    "apro-lp-gp": ("apro", {"mode": "lp-gp"}),
-    "crf-tree": ("crf-tree", {}),
-    "crf-tree-s4": ("crf-tree", {"scale": 4, "zeta": 0.02}),
-    "densecrf": ("densecrf", {}),
-    "pamr": ("pamr", {}),
-}
+DATA = _CHECKOUT.parent / "shared" / "data"
+PER_SET = 3
+QUICK_PER_SET = 2
+LARGE_K = 100  # sets with more classes (COCO-Stuff 171 / 150) take minutes per photo for some methods
+LARGE_PER_SET = 1
+BASELINE = "none"
 
 
-def load_voc(data: Path):
-    out = []
-    for img_path in sorted((data / "voc_samples" / "images").glob("*.png")):
-        img = np.array(Image.open(img_path).convert("RGB"))
-        gt = np.array(Image.open(data / "voc_samples" / "masks" / img_path.name))
-        out.append((img_path.stem, img, gt))
+def default_methods() -> list[str]:
+    """``none`` first, then every registered refiner whose optional packages are installed."""
+    out = [BASELINE]
+    for name in list_refiners():
+        if name == BASELINE:
+            continue
+        try:
+            get_refiner(name).check_available()
+        except ImportError:
+            continue
+        out.append(name)
     return out
 
 
-def _fill_void(gt: np.ndarray) -> np.ndarray:
-    """Void pixels (255) take the label of the nearest labelled pixel (the simulation needs a class)."""
-    void = gt == 255
-    if not void.any():
-        return gt
-    idx = ndimage.distance_transform_edt(void, return_distances=False, return_indices=True)
-    return gt[tuple(idx)]
-
-
-def _smooth_noise(rng, shape, sigma):
-    z = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=(0,) + (sigma,) * (len(shape) - 1))
-    return z / max(z.std(), 1e-8)
-
-
-def coarse_logits(gt: np.ndarray, model: dict, rng: np.random.Generator) -> torch.Tensor:
-    """Simulated CLIP-like logits (K, H, W) from a ground-truth mask (H, W)."""
-    h, w = gt.shape
-    lab = _fill_void(gt)
-    if model.get("shift"):
-        dy, dx = rng.integers(-model["shift"], model["shift"] + 1, 2)
-        lab = np.roll(lab, (int(dy), int(dx)), (0, 1))
-    onehot = torch.from_numpy(np.eye(NUM_CLASSES, dtype=np.float32)[lab]).permute(2, 0, 1)
-    if model.get("blur"):
-        onehot = torch.from_numpy(ndimage.gaussian_filter(onehot.numpy(), (0, model["blur"], model["blur"])))
-    p = model["patch"]
-    gh, gw = -(-h // p), -(-w // p)
-    frac = F.adaptive_avg_pool2d(onehot[None], (gh, gw))[0].numpy()
-    gain = np.full((NUM_CLASSES, 1, 1), model["gain"], np.float32)
-    present = [c for c in np.unique(lab) if c != 0]
-    if model.get("weak") and present:
-        c = int(rng.choice(present))
-        gain[c] *= model["weak"]
-        frac[c] *= rng.random((gh, gw)) > 0.4  # the object's evidence vanishes from 40% of its patches
-    logits = gain * frac + model["noise"] * rng.standard_normal(frac.shape)
-    if model.get("spurious"):
-        absent = [c for c in range(NUM_CLASSES) if c not in np.unique(lab)]
-        for c in rng.choice(absent, model["spurious"], replace=False):
-            blob = _smooth_noise(rng, (1, gh, gw), 1.0)[0] > 1.2  # ~10% of patches, in clumps
-            logits[c] += model["gain"] * blob
-    if model.get("correlated"):
-        logits += model["correlated"] * _smooth_noise(rng, frac.shape, 2.0)
-    logits = torch.from_numpy(logits.astype(np.float32))[None]
-    return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[0]
-
-
 class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 2 ms in a thread (MiB); measured
-    in an untimed call of each method on the first photo (the sampler competes for the GIL)."""
+    """Peak resident memory above the level at entry, in MiB (see the module docstring)."""
 
     def __enter__(self):
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
         self.base = self.peak = self._rss()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._poll, daemon=True)
@@ -140,12 +104,12 @@ class PeakRSS:
         return self
 
     @staticmethod
-    def _rss():
+    def _rss() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     def _poll(self):
-        while not self._stop.wait(0.002):
+        while not self._stop.wait(0.001):
             self.peak = max(self.peak, self._rss())
 
     def __exit__(self, *exc):
@@ -155,137 +119,371 @@ class PeakRSS:
         self.mib = (self.peak - self.base) / 2**20
 
 
-def confusion(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    ok = gt != 255
-    return np.bincount(gt[ok].astype(np.int64) * NUM_CLASSES + pred[ok], minlength=NUM_CLASSES**2).reshape(
-        NUM_CLASSES, NUM_CLASSES)
+def _seed(seed: int, set_name: str, photo_id: str, noise: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(f"{set_name}/{photo_id}/{noise}".encode())])
 
 
-def miou(conf: np.ndarray) -> float:
-    present = conf.sum(1) > 0
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float(np.mean(inter[present] / union[present]) * 100)
+class Cell:
+    """Pooled counts of one set x noise x method."""
+
+    def __init__(self, k: int):
+        self.conf = torch.zeros((k, k + 1), dtype=torch.int64)
+        self.boundary = np.zeros((k, 4), np.int64)
+        self.band = np.zeros((k, k), np.int64)
+        self.thin = [0, 0]
+        self.times: list[float] = []
+
+    def add(self, pred: np.ndarray, gt: torch.Tensor, scores: dict, seconds: float):
+        self.conf += confusion_counts(torch.from_numpy(pred), gt, self.conf.shape[0])
+        self.boundary += scores["boundary"]
+        self.band += scores["band"]
+        self.thin[0] += scores["thin"][0]
+        self.thin[1] += scores["thin"][1]
+        self.times.append(seconds)
+
+    def summary(self) -> dict:
+        k = self.band.shape[0]
+        band = metrics_from_counts(torch.from_numpy(np.concatenate([self.band, np.zeros((k, 1), np.int64)], 1)))
+        return {
+            "miou": 100 * metrics_from_counts(self.conf).miou,
+            "bf": 100 * f_from_counts(self.boundary),
+            "band": 100 * band.miou,
+            "thin": 100 * self.thin[0] / self.thin[1] if self.thin[1] else float("nan"),
+            "time_s": float(np.median(self.times)) if self.times else float("nan"),
+        }
 
 
-def run_study(photos, noise_models, methods, seeds, progress=None):
-    progress = sys.stderr.isatty() if progress is None else progress
-    conf = {(n, m): np.zeros((NUM_CLASSES,) * 2, np.int64) for n in noise_models for m in methods}
-    times = {m: [] for m in methods}
-    mem = {m: 0.0 for m in methods}
-    total = len(noise_models) * len(seeds) * len(photos)
-    done = 0
-    for n_name, model in noise_models.items():
-        for seed in seeds:
-            for k, (name, img, gt) in enumerate(photos):
-                rng = np.random.default_rng([seed, k, list(NOISE_MODELS).index(n_name)])
-                probs = torch.softmax(coarse_logits(gt, model, rng), 0)
+def run_study(sets, noise_models, methods: dict, *, seed: int = 0, progress: bool = True, memory: bool = True,
+              done=None, on_set=None):
+    """Score every method on every set x noise model. ``methods``: name -> (refiner, options).
+
+    Returns ``(cells, records, mem)``: ``cells[set][noise][method]`` = :meth:`Cell.summary` plus
+    ``gain``, ``records`` one dict per image x noise x method, ``mem[set][method]`` peak MiB.
+    ``done``: {set: (cells, records, mem)} of sets finished by an earlier run (skipped);
+    ``on_set(photo_set, cells, records, mem, figure)`` is called after each set, ``figure`` holding
+    the label maps of its first photo: {"id", "image", "gt", "rows": {noise: {"coarse"|method: labels}}}."""
+    from tqdm import tqdm
+
+    done = done or {}
+    cells, records, mem = {}, [], {}
+    total = sum(len(s.photos) for s in sets) * len(noise_models)
+    bar = tqdm(total=total, desc="refine study", disable=not progress, file=sys.stderr)
+    for s in sets:
+        if s.name in done:
+            cells[s.name], old_records, mem[s.name] = done[s.name]
+            records += old_records
+            bar.update(len(s.photos) * len(noise_models))
+            continue
+        acc = {n: {m: Cell(s.num_classes) for m in methods} for n in noise_models}
+        mem[s.name], set_records, fig = {}, [], {"id": s.photos[0][0], "image": s.photos[0][1],
+                                                 "gt": s.photos[0][2], "rows": {}}
+        for j, (pid, img, gt) in enumerate(s.photos):
+            gt_t = torch.from_numpy(gt.astype(np.int64))
+            scorer = EdgeScorer(gt, s.num_classes)
+            for noise in noise_models:
+                probs = coarse_probs(gt, s.num_classes, noise, _seed(seed, s.name, pid, noise),
+                                     background=s.background)
+                if j == 0:
+                    fig["rows"][noise] = {"coarse": probs.argmax(0).numpy().astype(np.uint8)}
                 for m_name, (method, opts) in methods.items():
                     t0 = time.perf_counter()
-                    out = probs if method is None else refine(img, probs, method=method, **opts)
-                    times[m_name].append(time.perf_counter() - t0)
-                    conf[n_name, m_name] += confusion(out.argmax(0).numpy(), gt)
-                    if done == 0 and method is not None:
-                        # memory in a separate call: the sampling thread would slow the timed one
-                        with PeakRSS() as peak:
+                    out = probs if method == BASELINE else refine(img, probs, method=method, **opts)
+                    dt = time.perf_counter() - t0
+                    pred = out.argmax(0).numpy().astype(np.int64)
+                    scores = scorer.score(pred)
+                    acc[noise][m_name].add(pred, gt_t, scores, dt)
+                    per = metrics_from_counts(confusion_counts(torch.from_numpy(pred), gt_t, s.num_classes))
+                    hits, tot = scores["thin"]
+                    set_records.append({"set": s.name, "id": pid, "noise": noise, "method": m_name,
+                                        "miou": _num(100 * per.miou),
+                                        "bf": _num(100 * f_from_counts(scores["boundary"])),
+                                        "thin": _num(100 * hits / tot) if tot else None, "time_s": dt})
+                    if j == 0:
+                        fig["rows"][noise][m_name] = pred.astype(np.uint8)
+                    if memory and j == 0 and noise == noise_models[0] and method != BASELINE:
+                        with PeakRSS() as peak:  # untimed: the sampling thread competes for the GIL
                             refine(img, probs, method=method, **opts)
-                        mem[m_name] = peak.mib
-                done += 1
-                if progress:
-                    print(f"\r{done}/{total} {n_name} seed {seed} {name}   ", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
-    table = {m: {n: miou(conf[n, m]) for n in noise_models} for m in methods}
-    return {
-        "miou": table,
-        "time_s": {m: float(np.median(times[m])) for m in methods},
-        "peak_mib": mem,
-    }
+                        mem[s.name][m_name] = peak.mib
+                bar.update(1)
+                bar.set_postfix_str(f"{s.name} {noise} {pid}")
+        cells[s.name] = {n: {m: c.summary() for m, c in acc[n].items()} for n in noise_models}
+        for n in noise_models:
+            base = cells[s.name][n].get(BASELINE, {}).get("miou", float("nan"))
+            for row in cells[s.name][n].values():
+                row["gain"] = row["miou"] - base
+        records += set_records
+        if on_set is not None:
+            on_set(s, cells[s.name], set_records, mem[s.name], fig)
+    bar.close()
+    return cells, records, mem
 
 
-def print_table(res, noise_models, methods):
-    base = res["miou"].get("none")
-    cols = list(noise_models)
-    head = f"{'method':<16}" + "".join(f"{c:>12}" for c in cols) + f"{'mean gain':>11}{'s/img':>8}{'MiB':>7}"
-    print(head)
-    print("-" * len(head))
+def _num(x):
+    """A float, or None for NaN (strict JSON)."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _nanmean(values) -> float:
+    v = np.array([x for x in values if x is not None], np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def mean_over_sets(cells, noise: str, method: str, key: str) -> float:
+    return _nanmean([cells[s][noise][method][key] for s in cells])
+
+
+def time_ratios(records, reference: str = "densecrf") -> dict:
+    """method -> median over inputs of its time / ``reference``'s time on the same input (paired, so
+    robust to the machine's load drifting during the run); empty without the reference."""
+    ref = {(r["set"], r["id"], r["noise"]): r["time_s"] for r in records if r["method"] == reference}
+    ratios = {}
+    for r in records:
+        t = ref.get((r["set"], r["id"], r["noise"]))
+        if t:
+            ratios.setdefault(r["method"], []).append(r["time_s"] / t)
+    return {m: float(np.median(v)) for m, v in ratios.items()}
+
+
+def summary_rows(cells, noise_models, methods, records, mem) -> dict:
+    out = {}
+    ratio = time_ratios(records)
     for m in methods:
-        row = res["miou"][m]
-        gain = np.mean([row[c] - base[c] for c in cols]) if base else float("nan")
-        cells = "".join(f"{row[c]:>6.1f}{(row[c] - base[c]) if base else 0:>+6.1f}" for c in cols)
-        print(f"{m:<16}{cells}{gain:>+11.2f}{res['time_s'][m]:>8.3f}{res['peak_mib'][m]:>7.0f}")
+        times = [r["time_s"] for r in records if r["method"] == m]
+        out[m] = {
+            "gain": {n: mean_over_sets(cells, n, m, "gain") for n in noise_models},
+            "miou": {n: mean_over_sets(cells, n, m, "miou") for n in noise_models},
+            "mean_gain": _nanmean([mean_over_sets(cells, n, m, "gain") for n in noise_models]),
+            "bf": _nanmean([mean_over_sets(cells, n, m, "bf") for n in noise_models]),
+            "band": _nanmean([mean_over_sets(cells, n, m, "band") for n in noise_models]),
+            "thin": _nanmean([mean_over_sets(cells, n, m, "thin") for n in noise_models]),
+            "time_s": float(np.median(times)) if times else float("nan"),
+            "time_vs_densecrf": ratio.get(m, float("nan")),
+            "peak_mib": max((mem[s].get(m, 0.0) for s in mem), default=0.0),
+        }
+    return out
 
 
-def save_examples(out_dir: Path, photos, methods, data: Path):
-    """Label PNGs of every method on the VOC photos (p16 noise, seed 0) and on the pydensecrf examples
-    (their coarse annotation as the input: known labels at probability GT_PROB, black = unknown = uniform)."""
-    from clipapro.io import save_label_png
-
-    inputs = []
-    for k, (name, img, gt) in enumerate(photos):
-        rng = np.random.default_rng([0, k, 0])
-        inputs.append((name, img, torch.softmax(coarse_logits(gt, NOISE_MODELS["p16"], rng), 0)))
-    for anno_path in sorted((data / "densecrf_examples").glob("anno*.png")):
-        img = np.array(Image.open(anno_path.with_name(anno_path.name.replace("anno", "im"))).convert("RGB"))
-        anno = np.array(Image.open(anno_path).convert("RGB")).reshape(-1, 3)
-        colours, lab = np.unique(anno, axis=0, return_inverse=True)
-        known = colours.sum(1) > 0
-        k = max(int(known.sum()), 1)
-        ids = np.cumsum(known) - 1
-        probs = np.full((anno.shape[0], k), 1.0 / k, np.float32)
-        rows = known[lab.ravel()]
-        probs[rows] = (1 - GT_PROB) / max(k - 1, 1)
-        probs[rows, ids[lab.ravel()[rows]]] = GT_PROB if k > 1 else 1.0
-        inputs.append((anno_path.stem, img, torch.from_numpy(probs.T.reshape(k, *img.shape[:2]).copy())))
-    for name, img, probs in inputs:
-        for m_name, (method, opts) in methods.items():
-            out = probs if method is None else refine(img, probs, method=method, **opts)
-            save_label_png(out_dir / f"{name}_{m_name}.png", out.argmax(0).numpy())
+def _f(x, fmt="{:.1f}") -> str:
+    return "-" if x is None or not np.isfinite(x) else fmt.format(x)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1 seed instead of 3")
-    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, 1 with --quick)")
-    ap.add_argument("--first-seed", type=int, default=0,
-                    help="first seed (the defaults were tuned on seed 0; 1.. are held-out noise)")
-    ap.add_argument("--noise", default="", help="comma-separated noise models (default: all)")
-    ap.add_argument("--methods", default="", help="comma-separated methods (default: all)")
-    ap.add_argument("--extra", action="append", default=[],
-                    help="extra method NAME=METHOD:JSON_OPTIONS, e.g. 'ct=crf-tree:{\"w_tree\": 8}'")
-    ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    ap.add_argument("--save-dir", type=Path, default=None, help="write label PNGs per method here")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    methods = dict(METHODS)
-    if args.methods:
-        methods = {m: METHODS[m] for m in args.methods.split(",")}
-    for spec in args.extra:
-        name, rest = spec.split("=", 1)
+def format_noise_table(cells, noise: str, methods) -> str:
+    sets = list(cells)
+    head = f"{'method':<14}" + "".join(f"{s[:13]:>14}" for s in sets) + f"{'mean':>7}{'gain':>7}{'BF':>6}" \
+        f"{'band':>6}{'thin':>6}"
+    lines = [f"noise model {noise}: mIoU (gain over coarse) per set; mean over sets", head, "-" * len(head)]
+    for m in methods:
+        cellstr = "".join(f"{_f(cells[s][noise][m]['miou']):>7}{_f(cells[s][noise][m]['gain'], '{:+.1f}'):>7}"
+                          for s in sets)
+        lines.append(f"{m:<14}{cellstr}{_f(mean_over_sets(cells, noise, m, 'miou')):>7}"
+                     f"{_f(mean_over_sets(cells, noise, m, 'gain'), '{:+.1f}'):>7}"
+                     f"{_f(mean_over_sets(cells, noise, m, 'bf')):>6}{_f(mean_over_sets(cells, noise, m, 'band')):>6}"
+                     f"{_f(mean_over_sets(cells, noise, m, 'thin')):>6}")
+    return "\n".join(lines)
+
+
+def format_summary(summary, noise_models) -> str:
+    head = f"{'method':<14}" + "".join(f"{n:>10}" for n in noise_models) + \
+        f"{'mean':>8}{'BF':>6}{'band':>6}{'thin':>6}{'s/img':>8}{'xdcrf':>7}{'MiB':>7}"
+    lines = ["summary: mean over sets of the mIoU gain per noise model; BF / band / thin: mean over sets and "
+             "noise models; s/img: median; xdcrf: median time ratio to densecrf on the same input; MiB: peak "
+             "extra RSS (max over sets)", head, "-" * len(head)]
+    for m, r in summary.items():
+        lines.append(f"{m:<14}" + "".join(f"{_f(r['gain'][n], '{:+.1f}'):>10}" for n in noise_models)
+                     + f"{_f(r['mean_gain'], '{:+.2f}'):>8}{_f(r['bf']):>6}{_f(r['band']):>6}{_f(r['thin']):>6}"
+                     f"{_f(r['time_s'], '{:.3f}'):>8}{_f(r['time_vs_densecrf'], '{:.2f}'):>7}"
+                     f"{_f(r['peak_mib'], '{:.0f}'):>7}")
+    return "\n".join(lines)
+
+
+def format_markdown(summary, cells, sets, noise_models, methods, args) -> str:
+    photos = ", ".join(f"{s.name} ({len(s.photos)}, K={s.num_classes})" for s in sets)
+    out = [f"Sets (photos used, classes): {photos}; long side <= {MAX_SIDE} px; seed {args.seed}; "
+           f"{args.threads} torch threads. Noise models: " + ", ".join(noise_models) + " (scripts/refine_noise.py). "
+           "Each noise column: mIoU gain over the coarse input, mean over the sets; mIoU in mmseg's convention "
+           "(every class in the ground truth or the prediction of a set counts). BF: boundary F at 2 px; band: "
+           "mIoU within 8 px of ground-truth edges; thin: recall near skeletons of parts under 12 px (each the "
+           "mean over sets and noise models, %); s/img: median time per image; x DenseCRF: median ratio of "
+           "its time to DenseCRF's on the same input; MiB: peak extra RSS.", "",
+           "| method | " + " | ".join(noise_models) + " | mean gain | BF | band | thin | s/img | x DenseCRF | MiB |",
+           "|---" * (len(noise_models) + 8) + "|"]
+    for m, r in summary.items():
+        out.append(f"| {m} | " + " | ".join(_f(r["gain"][n], "{:+.1f}") for n in noise_models)
+                   + f" | {_f(r['mean_gain'], '{:+.2f}')} | {_f(r['bf'])} | {_f(r['band'])} | {_f(r['thin'])} | "
+                   f"{_f(r['time_s'], '{:.3f}')} | {_f(r['time_vs_densecrf'], '{:.2f}')} | "
+                   f"{_f(r['peak_mib'], '{:.0f}')} |")
+    out += ["", "Coarse mIoU per set and noise model (the `none` row):", "",
+            "| noise | " + " | ".join(cells) + " |", "|---" * (len(cells) + 1) + "|"]
+    for n in noise_models:
+        out.append(f"| {n} | " + " | ".join(_f(cells[s][n][BASELINE]["miou"]) if BASELINE in cells[s][n] else "-"
+                                             for s in cells) + " |")
+    for n in noise_models:
+        out += ["", f"`{n}`: mIoU gain per set (BF at 2 px in brackets):", "",
+                "| method | " + " | ".join(cells) + " |", "|---" * (len(cells) + 1) + "|"]
+        for m in methods:
+            out.append(f"| {m} | " + " | ".join(f"{_f(cells[s][n][m]['gain'], '{:+.1f}')} ({_f(cells[s][n][m]['bf'])})"
+                                                 for s in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _strict(obj):
+    """NaN -> None everywhere (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, float):
+        return _num(obj)
+    return obj
+
+
+def parse_methods(ap, spec: str, extra: list) -> dict:
+    names = [m for m in spec.split(",") if m] if spec else default_methods()
+    methods = {}
+    for m in names:
+        if m != BASELINE and m not in list_refiners():
+            ap.error(f"unknown method {m!r}: use one of {list_refiners()}")
+        methods[m] = (m, {})
+    for item in extra:
+        name, sep, rest = item.partition("=")
         method, _, opts = rest.partition(":")
-        if method not in list_refiners():
-            ap.error(f"unknown method {method!r} in --extra")
-        methods[name] = (method, json.loads(opts) if opts else {})
-    noise = NOISE_MODELS if not args.noise else {n: NOISE_MODELS[n] for n in args.noise.split(",")}
-    seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 3))))
-    photos = load_voc(args.data)
-    if not photos:
-        ap.error(f"no photos under {args.data / 'voc_samples'}")
-    res = run_study(photos, noise, methods, seeds)
-    res["config"] = {"seeds": seeds, "photos": [p[0] for p in photos], "threads": args.threads,
-                     "noise_models": noise, "methods": {k: list(v) for k, v in methods.items()}}
-    print(f"mIoU (gain over none) on {len(photos)} VOC photos x {len(seeds)} seeds; time = median s/img "
-          f"at {photos[0][1].shape[0]}x{photos[0][1].shape[1]}, {args.threads} threads; MiB = peak extra RSS")
-    print_table(res, noise, methods)
+        if not sep or method not in list_refiners():
+            ap.error(f"--extra {item!r}: expected NAME=METHOD[:JSON options] with METHOD in {list_refiners()}")
+        try:
+            options = json.loads(opts) if opts else {}
+            get_refiner(method).check_options(options)
+        except (ValueError, TypeError) as err:
+            ap.error(f"--extra {item!r}: {err}")
+        methods[name] = (method, options)
+    for name, (method, _) in methods.items():
+        if method != BASELINE:
+            try:
+                get_refiner(method).check_available()
+            except ImportError as err:
+                ap.error(f"method {name!r}: {err}")
+    return methods
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", type=Path, default=DATA, help="the shared data folder (default ../shared/data)")
+    ap.add_argument("--sets", default="", help=f"comma-separated sets (default: all of {list(SETS)} found)")
+    ap.add_argument("--per-set", type=int, default=None,
+                    help=f"photos per set, spread evenly over its ids (default {PER_SET}; "
+                         f"{QUICK_PER_SET} with --quick)")
+    ap.add_argument("--per-set-large", type=int, default=None,
+                    help=f"photos per set with K > {LARGE_K} (default {LARGE_PER_SET}, at most --per-set): PAMR "
+                         "and APro take minutes per photo at K = 171")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"{QUICK_PER_SET} photos per set ({LARGE_PER_SET} for K > {LARGE_K})")
+    ap.add_argument("--noise", default="", help=f"comma-separated noise models (default: all of {list(NOISE_MODELS)})")
+    ap.add_argument("--methods", default="", help="comma-separated refiner names (default: none + every available one)")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="extra method NAME=METHOD:JSON_OPTIONS, e.g. 'ct=crf-tree:{\"w_tree\": 8}' (repeatable)")
+    ap.add_argument("--seed", type=int, default=0, help="noise seed")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")
+    ap.add_argument("--json", type=Path, default=None, help="write the tables and per-image results here")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the README table here")
+    ap.add_argument("--figure-dir", type=Path, default=None, help="write one comparison grid PNG per set here")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --json: keep the sets that file already holds for the same configuration")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = ap.parse_args(argv)
+    if args.resume and not args.json:
+        ap.error("--resume needs --json (the file it resumes from)")
+    for name in ("per_set", "per_set_large"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    per_set = args.per_set or (QUICK_PER_SET if args.quick else PER_SET)
+    per_set_large = min(per_set, args.per_set_large or LARGE_PER_SET)
+    torch.set_num_threads(max(1, args.threads))
+    noise_models = [n for n in args.noise.split(",") if n] or list(NOISE_MODELS)
+    for n in noise_models:
+        if n not in NOISE_MODELS:
+            ap.error(f"unknown noise model {n!r}: use one of {list(NOISE_MODELS)}")
+    set_names = [s for s in args.sets.split(",") if s] or list(SETS)
+    for s in set_names:
+        if s not in SETS:
+            ap.error(f"unknown set {s!r}: use one of {list(SETS)}")
+    methods = parse_methods(ap, args.methods, args.extra)
+    sets = [load_set(args.data_root, s, per_set=per_set, per_set_large=per_set_large, large_k=LARGE_K)
+            for s in set_names]
+    missing = [s.name for s in sets if not s.photos]
+    sets = [s for s in sets if s.photos]
+    if missing:
+        print(f"skipped (not found under {args.data_root}): {', '.join(missing)}", file=sys.stderr)
+    if not sets:
+        ap.error(f"no photo set with ground truth under {args.data_root}")
+    config = {"noise_models": noise_models, "methods": {k: [v[0], v[1]] for k, v in methods.items()},
+              "seed": args.seed, "threads": args.threads, "max_side": MAX_SIDE}
+    photo_ids = {s.name: [p[0] for p in s.photos] for s in sets}
+    done = _resumable(args.json, config, photo_ids) if args.resume else {}
+    if done:
+        print(f"resuming: {', '.join(done)} read from {args.json}", file=sys.stderr)
+    partial = {"config": {**config, "sets": photo_ids}, "complete": False, "per_set": {}, "peak_mib": {},
+               "images": []}
+    for name, (c, r, m) in done.items():
+        partial["per_set"][name], partial["peak_mib"][name] = c, m
+        partial["images"] += r
+
+    def on_set(photo_set, set_cells, set_records, set_mem, fig):
+        if args.figure_dir:
+            from refine_figures import save_grid
+
+            save_grid(args.figure_dir / f"{photo_set.name}.png", fig["image"], fig["rows"], fig["gt"],
+                      [m for m in methods if m != BASELINE],
+                      title=f"{photo_set.name} / {fig['id']}: image | coarse | methods | ground truth, "
+                            "one row per noise model")
+        if args.json:  # after every set, so an interrupted run resumes (--resume) where it stopped
+            from clipapro.io import write_json_atomic
+
+            partial["per_set"][photo_set.name], partial["peak_mib"][photo_set.name] = set_cells, set_mem
+            partial["images"] += set_records
+            write_json_atomic(args.json, _strict(partial))
+
+    cells, records, mem = run_study(sets, noise_models, methods, seed=args.seed, progress=not args.no_progress,
+                                    memory=not args.no_memory, done=done, on_set=on_set)
+    summary = summary_rows(cells, noise_models, methods, records, mem)
+    print(f"sets: {', '.join(f'{s.name} ({len(s.photos)} photos, K={s.num_classes})' for s in sets)}; "
+          f"long side <= {MAX_SIDE} px; seed {args.seed}; {args.threads} threads")
+    for n in noise_models:
+        print()
+        print(format_noise_table(cells, n, methods))
+    print()
+    print(format_summary(summary, noise_models))
+    if args.markdown:
+        from clipapro.io import write_bytes_atomic
+
+        write_bytes_atomic(args.markdown, format_markdown(summary, cells, sets, noise_models, methods, args).encode())
     if args.json:
         from clipapro.io import write_json_atomic
 
-        write_json_atomic(args.json, res)
-    if args.save_dir:
-        save_examples(args.save_dir, photos, methods, args.data)
+        write_json_atomic(args.json, _strict({"config": {**config, "sets": photo_ids}, "complete": True,
+                                              "summary": summary, "per_set": cells, "peak_mib": mem,
+                                              "images": records}))
+    return 0
 
+
+def _resumable(path, config: dict, photo_ids: dict) -> dict:
+    """{set: (cells, records, mem)} of the sets an earlier run with the same configuration finished."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    old_config = dict(old.get("config", {}))
+    old_sets = old_config.pop("sets", {})
+    if old_config != json.loads(json.dumps(config)):
+        return {}
+    out = {}
+    for name, c in old.get("per_set", {}).items():
+        if name in photo_ids and old_sets.get(name) == photo_ids[name]:
+            records = [r for r in old.get("images", []) if r["set"] == name]
+            out[name] = (c, records, old.get("peak_mib", {}).get(name, {}))
+    return out
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -87,7 +87,7 @@ def test_vocabulary_change_reuses_features(counted, photo):
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize("method", ["apro", "apro-gp", "crf-tree", "pamr"])
+@pytest.mark.parametrize("method", ["apro", "apro-gp", "crf-tree", "geo-crf", "auto", "pamr"])
 def test_refined_output_equals_refine(model, photo, method, monkeypatch):
     pred = SegmentationPredictor(model, classes="cat, dog, sky", templates="single", refine_method=method)
     pred.set_image(photo)

@@ -90,7 +90,7 @@ def coarse_probs(labels: np.ndarray, num_classes: int, *, patch: int = 16, gain:
                  noise: float = 1.5, seed: int = 0) -> np.ndarray:
     """A CLIP-like coarse prediction (K, H, W) from a label map (H, W): per 16-pixel patch (a ViT-B/16's
     grid) logits = ``gain`` x the class's pixel fraction + ``noise`` x N(0, 1), bilinearly upsampled
-    to full size, softmax over K. The same noise model as the "p16" case of
+    to full size, softmax over K. The same noise model as the "iid" case of
     ``scripts/refine_quality.py``."""
     import torch
     import torch.nn.functional as F

@@ -21,7 +21,7 @@ BENCHMARKS = {
     "dense": ("bench_dense.py", "CLIP dense prediction images/s (random ViT-B/16 weights)"),
     "eval": ("bench_eval.py", "mIoU scoring images/s vs DataLoader workers"),
     "pseudo": ("bench_pseudo.py", "pseudo-labelling throughput, CLIP vs refinement time"),
-    "refine": ("refine_quality.py", "refinement quality (mIoU) on the real VOC photos"),
+    "refine": ("refine_quality.py", "refinement quality (mIoU, boundary, thin parts) on every annotated photo set"),
     "adapters": ("adapters_quality.py", "box -> mask and scribble -> mask quality on the real VOC photos"),
 }
 
