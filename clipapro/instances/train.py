@@ -18,7 +18,6 @@ steps, mask AP at each evaluation), ``checkpoints/step_*.pt``, and at the end ``
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from clipapro.distributed import StopSignal, all_reduce_sum, barrier, dist_info
 from clipapro.io import atomic_path, write_json_atomic
 from clipapro.pseudo import checkpoint as ckpt
 from clipapro.pseudo.labels import config_hash
+from clipapro.pseudo.runloop import JsonLog, start_run
 from clipapro.pseudo.trainset import epoch_batches, steps_per_epoch
 
 __all__ = ["InstanceTrainConfig", "RUN_CONTROL", "build_scheduler", "load_trained_model", "train_instances"]
@@ -88,15 +88,6 @@ def build_scheduler(optimizer, config: InstanceTrainConfig):
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
 
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def build_model(config: InstanceTrainConfig):
@@ -171,20 +162,11 @@ def train_instances(config: InstanceTrainConfig, train_dataset, *, out_dir, val_
     use_amp = bool(config.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
-    step = None
-    if resume:
-        step = ckpt.load_latest_checkpoint(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                           scaler=scaler, config_hash=chash, rank=info.rank)
-    if step is None:
-        step = 0
-        _seed_everything(config.seed + info.rank)
-    net = model
-    if info.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    step, net = start_run(out_dir, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                          config_hash=chash, seed=config.seed, info=info, device=device, resume=resume)
     total = config.steps
     stop = min(total, config.stop_at) if config.stop_at is not None else total
-    log = _Log(out_dir / "log.jsonl", enabled=info.is_main)
+    log = JsonLog(out_dir / "log.jsonl", enabled=info.is_main)
     result = {"step": step, "last_loss": None, "eval": None, "preempted": False}
     signals = StopSignal()
     bar = tqdm(total=stop, initial=step, unit="step", disable=not (config.progress and info.is_main),
@@ -298,13 +280,3 @@ def _summary(ap: dict) -> dict:
                                "num_predictions") if k in ap}
 
 
-class _Log:
-    """Append-only JSON-lines log (rank 0 only)."""
-
-    def __init__(self, path: Path, *, enabled: bool):
-        self.path, self.enabled = path, enabled
-
-    def write(self, **record) -> None:
-        if self.enabled:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")

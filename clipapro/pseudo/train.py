@@ -22,7 +22,6 @@ scores), ``checkpoints/step_*.pt``, and at the end ``model_final.pt`` and ``metr
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from clipapro.io import IGNORE_INDEX, atomic_path, write_json_atomic
 from clipapro.pseudo import checkpoint as ckpt
 from clipapro.pseudo.evaluate import evaluate_student
 from clipapro.pseudo.labels import config_hash
+from clipapro.pseudo.runloop import JsonLog, seed_everything, start_run
 from clipapro.pseudo.student import create_student
 from clipapro.pseudo.trainset import PseudoLabelDataset, epoch_batches, steps_per_epoch
 
@@ -108,15 +108,6 @@ def apro_soft_loss(logits: torch.Tensor, images: torch.Tensor, **apro_options) -
     return -(targets * F.log_softmax(logits.float(), 1)).sum(1).mean()
 
 
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
 
 def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, val_dataset=None,
                   device="cpu", resume: bool = True) -> dict:
@@ -143,7 +134,7 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "config.json", {"config": asdict(config), "config_hash": chash})
-    _seed_everything(config.seed + info.rank)
+    seed_everything(config.seed + info.rank)
 
     from clipapro.pseudo.sparse import SparseLabels
 
@@ -168,19 +159,10 @@ def train_student(config: TrainConfig, train_dataset, *, pseudo_dir, out_dir, va
     use_amp = bool(config.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
-    step = None
-    if resume:
-        step = ckpt.load_latest_checkpoint(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                           scaler=scaler, config_hash=chash, rank=info.rank)
-    if step is None:
-        step = 0
-        _seed_everything(config.seed + info.rank)
-    net = model
-    if info.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    step, net = start_run(out_dir, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                          config_hash=chash, seed=config.seed, info=info, device=device, resume=resume)
     stop = min(total, config.stop_at) if config.stop_at is not None else total
-    log = _Log(out_dir / "log.jsonl", enabled=info.is_main)
+    log = JsonLog(out_dir / "log.jsonl", enabled=info.is_main)
     result = {"step": step, "last_loss": None, "eval": None, "preempted": False}
     signals = StopSignal()
     from tqdm import tqdm
@@ -309,13 +291,3 @@ def _train_step(net, images, labels, soft, optimizer, scaler, config: TrainConfi
     return loss, ce
 
 
-class _Log:
-    """Append-only JSON-lines log (rank 0 only)."""
-
-    def __init__(self, path: Path, *, enabled: bool):
-        self.path, self.enabled = path, enabled
-
-    def write(self, **record) -> None:
-        if self.enabled:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
