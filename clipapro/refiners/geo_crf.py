@@ -7,9 +7,10 @@ Three stages, one image at a time:
    with exact all-pairs tree messages and a local colour kernel, as ``crf-tree``,
    ``q <- softmax(log p + w_tree * Tree(q) + w_local * Local(q))``. Here colour-coherent regions
    vote, so scattered mistakes of the coarse map lose to the region's majority.
-2. **Presence**: a class that wins less than ``presence`` of the small grid has no coherent support;
-   it is removed (each speck of an absent class would cost a whole class in mIoU) and the remaining
-   classes are renormalised. Everything after this runs on the surviving classes only, which keeps
+2. **Presence**: a class that wins less than ``presence`` of the small grid has no coherent support
+   (unless the input is near one-hot sure of it somewhere, see ``confident``); it is removed (each
+   speck of an absent class would cost a whole class in mIoU) and the remaining classes are
+   renormalised. Everything after this runs on the surviving classes only, which keeps
    K = 150 / 171 cheap.
 3. **Full resolution**: ``r <- softmax(log p + w_region * up(M) + w_full * Tree_full(r))`` for
    ``full_iterations`` rounds, M the last region message (bilinearly upsampled), ``Tree_full`` the
@@ -38,6 +39,7 @@ _DILATIONS = (1, 2, 4)
 @torch.no_grad()
 def geo_crf(image: torch.Tensor, probs: torch.Tensor, *, scale: int = 4, zeta: float = 0.03, w_tree: float = 10.0,
             w_local: float = 10.0, zeta_local: float = 0.15, iterations: int = 5, presence: float = 0.01,
+            confident: float = 0.6, confident_ratio: float = 15.0, confident_presence: float = 0.001,
             w_region: float = 1.0, zeta_full: float = 0.02, w_full: float = 4.0, full_iterations: int = 2,
             lp_iterations: int = 0, zeta_lp: float = 0.1, eps: float = 1e-4) -> torch.Tensor:
     """Region mean field, class presence and a full-resolution tree decision. Shapes: image (B, 3, H, W)
@@ -51,6 +53,12 @@ def geo_crf(image: torch.Tensor, probs: torch.Tensor, *, scale: int = 4, zeta: f
             bandwidth, mean-field rounds (0: no region stage, no presence pruning).
         presence: a class must win at least this fraction of the small grid to survive (0 keeps all;
             the most frequent winner always survives).
+        confident, confident_ratio, confident_presence: a class that wins at least one cell of the
+            small grid also survives where the (area-averaged) input gives it probability at least
+            ``confident`` and at least ``confident_ratio`` times the runner-up on at least
+            ``confident_presence`` of the grid: small objects of a confident, near one-hot input (a
+            segmenter's label map) are kept, while clumps of spurious classes (confident but with a
+            close runner-up) still go (``confident_presence`` 0: off).
         w_region: weight of the region message in the full-resolution unary.
         zeta_full, w_full, full_iterations: full-resolution tree bandwidth, Potts weight and rounds.
         lp_iterations, zeta_lp: final local colour pass (5 x 5 kernel; 0: none).
@@ -72,7 +80,10 @@ def geo_crf(image: torch.Tensor, probs: torch.Tensor, *, scale: int = 4, zeta: f
         w_local=check_positive(w_local, "w_local", allow_zero=True),
         zeta_local=check_positive(zeta_local, "zeta_local"),
         iterations=check_int(iterations, "iterations", min_value=0),
-        presence=_fraction(presence, "presence"), w_region=check_positive(w_region, "w_region", allow_zero=True),
+        presence=_fraction(presence, "presence"), confident=_fraction(confident, "confident"),
+        confident_ratio=check_positive(confident_ratio, "confident_ratio", allow_zero=True),
+        confident_presence=_fraction(confident_presence, "confident_presence"),
+        w_region=check_positive(w_region, "w_region", allow_zero=True),
         zeta_full=check_positive(zeta_full, "zeta_full"), w_full=check_positive(w_full, "w_full", allow_zero=True),
         full_iterations=check_int(full_iterations, "full_iterations", min_value=0),
         lp_iterations=check_int(lp_iterations, "lp_iterations", min_value=0),
@@ -121,8 +132,8 @@ def _region_stage(g, p, scale, zeta, w_tree, w_local, zeta_local, iterations, ep
     return q, msg
 
 
-def _refine_one(g, p, *, scale, zeta, w_tree, w_local, zeta_local, iterations, presence, w_region, zeta_full,
-                w_full, full_iterations, lp_iterations, zeta_lp, eps):
+def _refine_one(g, p, *, scale, zeta, w_tree, w_local, zeta_local, iterations, presence, confident, confident_ratio,
+                confident_presence, w_region, zeta_full, w_full, full_iterations, lp_iterations, zeta_lp, eps):
     """One image (1, 3, H, W), (1, K, H, W) -> (kept class indices (K',), marginals (1, K', H, W))."""
     k = p.shape[1]
     size = tuple(p.shape[-2:])
@@ -135,6 +146,11 @@ def _refine_one(g, p, *, scale, zeta, w_tree, w_local, zeta_local, iterations, p
         if presence > 0:
             wins = torch.bincount(q.argmax(1).view(-1), minlength=k).to(torch.float64) / q[0, 0].numel()
             keep = wins >= presence
+            if confident_presence > 0:  # a small class the input is sure of (a hard label map) survives
+                ps = F.adaptive_avg_pool2d(p, tuple(q.shape[-2:]))
+                second = ps.topk(2, dim=1).values[:, 1:2]
+                sure = (ps >= confident) & (ps >= confident_ratio * second)
+                keep |= (sure.flatten(2).to(torch.float64).mean(2)[0] >= confident_presence) & (wins > 0)
             keep[wins.argmax()] = True
             idx = keep.nonzero().squeeze(1)
             msg = msg[:, idx]

@@ -104,6 +104,26 @@ def test_presence_zero_keeps_every_class():
     assert bool((out > 0).all())
 
 
+def test_a_small_class_of_a_confident_label_map_survives_presence():
+    # hard label map (0.7 / 0.3/(K-1)) with an 8 x 8 px object of its own colour: 4 of the 1024 cells
+    # of the small grid (0.4 % < presence), kept because the input is near one-hot sure of it
+    h = w = 128
+    img = torch.zeros(1, 3, h, w)
+    img[0, 2, :, : w // 2] = 0.9
+    img[0, 0, :, w // 2:] = 0.9
+    img[0, :, 60:68, 20:28] = torch.tensor([0.1, 0.9, 0.1])[:, None, None]
+    lab = torch.zeros(h, w, dtype=torch.long)
+    lab[:, w // 2:] = 1
+    lab[60:68, 20:28] = 2
+    p = torch.full((1, 21, h, w), 0.3 / 20)  # K = 21 (VOC): runner-up 0.015, 47 times below 0.7
+    p[0].scatter_(0, lab[None], 0.7)
+    out = geo_crf(img, p)[0]
+    assert (out.argmax(0)[60:68, 20:28] == 2).float().mean() > 0.9
+    off = geo_crf(img, p, confident_presence=0.0)[0]
+    assert float(off[2].max()) == 0.0  # the plain presence rule alone removes it
+    assert float(out[3:].max()) == 0.0  # classes the input never favours still go
+
+
 def test_no_region_stage_is_the_full_resolution_decision_alone():
     img, p = _scene(k=3)
     out = geo_crf(img, p, iterations=0, full_iterations=0)
@@ -135,6 +155,8 @@ def test_follows_a_colour_edge_at_full_resolution():
     ({"iterations": -1}, ValueError, "iterations"),
     ({"presence": 1.5}, ValueError, "presence"),
     ({"presence": float("nan")}, ValueError, "presence"),
+    ({"confident": 1.5}, ValueError, "confident"),
+    ({"confident_ratio": -1}, ValueError, "confident_ratio"),
     ({"zeta_full": -0.1}, ValueError, "zeta_full"),
     ({"full_iterations": True}, TypeError, "full_iterations"),
     ({"eps": 0}, ValueError, "eps"),
