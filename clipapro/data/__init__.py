@@ -16,7 +16,7 @@ from .cocostuff import COCOStuffDataset, convert_stuffthingmaps, raw_to_train_id
 from .context import PascalContextDataset
 from .folder import FolderDataset
 from .hf import HFSegmentationDataset
-from .instances import CocoInstances, InstanceSample, VocInstances
+from .instances import CocoInstances, InstanceSample
 from .registry import (
     DatasetSpec,
     build_dataset,
@@ -29,6 +29,7 @@ from .registry import (
     register_instance_dataset,
 )
 from .voc import VOCDataset
+from .voc_instances import VocInstances
 
 __all__ = [
     "IGNORE_INDEX", "COCOStuffDataset", "CocoInstances", "DatasetItemError", "DatasetSpec", "FolderDataset",

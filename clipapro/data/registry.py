@@ -135,7 +135,7 @@ def _coco2017(root, split, **kw):
 
 
 def _voc_instances(root, split, **kw):
-    from .instances import VocInstances
+    from .voc_instances import VocInstances
 
     return VocInstances(root, split, **kw)
 

@@ -14,7 +14,8 @@ __all__ = ["InstanceTrainJob", "load_instance_dataset"]
 
 def load_instance_dataset(*, annotations=None, images=None, voc_root=None, split=None, with_masks: bool = True):
     """A COCO JSON + image folder, or a VOC root + split (exactly one of ``annotations`` / ``voc_root``)."""
-    from clipapro.data.instances import CocoInstances, VocInstances
+    from clipapro.data.instances import CocoInstances
+    from clipapro.data.voc_instances import VocInstances
 
     if (annotations is None) == (voc_root is None):
         raise ValueError("give either annotations (a COCO JSON, with images) or voc_root (with split)")

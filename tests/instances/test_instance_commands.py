@@ -139,7 +139,7 @@ def test_evaluate_instances_tables_json_markdown_figure(coco, tmp_path, capsys):
 
 
 def test_evaluate_instances_voc_dataset(tmp_path, capsys):
-    from clipapro.data.instances import VocInstances
+    from clipapro.data.voc_instances import VocInstances
 
     from ._files import write_voc
 

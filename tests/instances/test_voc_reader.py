@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clipapro.data import DatasetItemError, build_instance_dataset
-from clipapro.data.instances import VOC_CATEGORIES, VocInstances
+from clipapro.data.voc_instances import VOC_CATEGORIES, VocInstances
 from clipapro.metrics.instances import mask_ap, masks_to_results
 
 from ._files import _save_index_png, voc_xml, write_voc
