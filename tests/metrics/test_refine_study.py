@@ -158,7 +158,8 @@ def test_set_helpers_keep_the_most_frequent_classes_and_spread_photos():
 
 
 def test_time_ratios_pair_each_input_with_densecrf():
-    study = _study()
+    _study()  # puts scripts/ on the path
+    import refine_report as study
     rec = [{"set": "s", "id": i, "noise": "iid", "method": m, "time_s": t}
            for i, (a, b) in enumerate([(1.0, 2.0), (1.0, 4.0), (3.0, 3.0)]) for m, t in (("x", a), ("densecrf", b))]
     r = study.time_ratios(rec)
