@@ -25,7 +25,8 @@ Scores, per set (pooled over its photos) and as the mean over sets:
   largest over sets. It counts numpy, torch and the compiled core alike.
 
 Photos per set: 3 by default (``--per-set``), 2 with ``--quick``, spread evenly over the set's ids;
-1 for the sets with K > 100 (``--per-set-large``), where PAMR and APro take minutes per photo.
+``--per-set-large`` caps the sets with K > 100 (default 3 too; there DenseCRF, PAMR and APro take
+3-10 s per photo, geo-crf under 1 s).
 ``--json`` is rewritten after every set; ``--resume`` keeps the sets it holds for the same
 configuration, so an interrupted run continues where it stopped.
 
@@ -78,8 +79,8 @@ from clipapro.refiners import get_refiner, list_refiners, refine  # noqa: E402
 DATA = _CHECKOUT.parent / "shared" / "data"
 PER_SET = 3
 QUICK_PER_SET = 2
-LARGE_K = 100  # sets with more classes (COCO-Stuff 171 / 150) take minutes per photo for some methods
-LARGE_PER_SET = 1
+LARGE_K = 100  # sets with more classes (COCO-Stuff 171 / 150) are the slow ones for DenseCRF / PAMR / APro
+LARGE_PER_SET = 3
 
 
 def default_methods() -> list[str]:
@@ -261,10 +262,10 @@ def main(argv=None) -> int:
                     help=f"photos per set, spread evenly over its ids (default {PER_SET}; "
                          f"{QUICK_PER_SET} with --quick)")
     ap.add_argument("--per-set-large", type=int, default=None,
-                    help=f"photos per set with K > {LARGE_K} (default {LARGE_PER_SET}, at most --per-set): PAMR "
-                         "and APro take minutes per photo at K = 171")
+                    help=f"photos per set with K > {LARGE_K} (default {LARGE_PER_SET}, at most --per-set): "
+                         "DenseCRF, PAMR and APro take 3-10 s per photo at K = 171")
     ap.add_argument("--quick", action="store_true",
-                    help=f"{QUICK_PER_SET} photos per set ({LARGE_PER_SET} for K > {LARGE_K})")
+                    help=f"{QUICK_PER_SET} photos per set")
     ap.add_argument("--noise", default="", help=f"comma-separated noise models (default: all of {list(NOISE_MODELS)})")
     ap.add_argument("--methods", default="", help="comma-separated refiner names (default: none + every available one)")
     ap.add_argument("--extra", action="append", default=[],

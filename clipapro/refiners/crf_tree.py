@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from clipapro._validate import check_choice, check_int, check_positive
 from clipapro.propagation import kruskal_tree, tree_filter
-from clipapro.refiners._shift import pad_replicate, ring_offsets, shifted
+from clipapro.refiners._shift import LocalKernel
 from clipapro.refiners.registry import register_refiner
 
 
@@ -30,28 +30,6 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
     lab = torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
     return lab / 100
-
-
-class _LocalKernel:
-    """Row-normalised Gaussian colour kernel over dilated 3 x 3 rings (centre excluded), weights
-    computed once and reused by every mean-field iteration."""
-
-    def __init__(self, guide: torch.Tensor, zeta: float, dilations):
-        self.h, self.w = guide.shape[-2:]
-        self.offsets = ring_offsets(dilations)
-        self.pad = max(dilations)
-        padded = pad_replicate(guide, self.pad)
-        wts = torch.stack([((shifted(padded, self.pad, dy, dx, self.h, self.w) - guide) ** 2).sum(1)
-                           for dy, dx in self.offsets], 1)
-        wts = torch.exp(-wts / zeta**2)
-        self.weights = wts / wts.sum(1, keepdim=True).clamp_min(1e-12)  # (B, M, H, W)
-
-    def __call__(self, q: torch.Tensor) -> torch.Tensor:
-        padded = pad_replicate(q, self.pad)
-        out = torch.zeros_like(q)
-        for m, (dy, dx) in enumerate(self.offsets):
-            out.addcmul_(self.weights[:, m:m + 1], shifted(padded, self.pad, dy, dx, self.h, self.w))
-        return out
 
 
 def _as_tuple(x):
@@ -154,7 +132,7 @@ def _mean_field(image, probs, zetas, w_tree, w_local, zeta_local, local_dilation
     if lowres and scale > 1:
         # mean field on the small grid (scale^2 cheaper), one full-size step with its last message
         f_small = _down(feats, scale, small).contiguous()
-        local = _LocalKernel(f_small, zeta_local, local_dilations) if w_local > 0 else None
+        local = LocalKernel(f_small, zeta_local, local_dilations) if w_local > 0 else None
 
         def message(q_small):
             msg = tree_message(q_small) if kt is not None else torch.zeros_like(q_small)
@@ -166,7 +144,7 @@ def _mean_field(image, probs, zetas, w_tree, w_local, zeta_local, local_dilation
         for _ in range(iterations - 1):
             q_small = torch.softmax(unary_small + message(q_small), 1)
         return torch.softmax(unary + _up(message(q_small), size), 1)
-    local = _LocalKernel(feats, zeta_local, local_dilations) if w_local > 0 else None
+    local = LocalKernel(feats, zeta_local, local_dilations) if w_local > 0 else None
     q = probs
     for _ in range(iterations):
         logit = unary.clone()

@@ -98,10 +98,84 @@ def test_cleans_the_two_region_scene_and_removes_an_absent_class():
     assert float(out[0, 2:].max()) == 0.0
 
 
-def test_presence_zero_keeps_every_class():
+def test_presence_and_candidates_zero_keep_every_class():
     img, p = _scene(k=5)
-    out = geo_crf(img, p, presence=0.0)
+    out = geo_crf(img, p, presence=0.0, candidates=0.0)
     assert bool((out > 0).all())
+
+
+def _brute_candidates(p, scale, threshold, window):  # the scene has no near one-hot class
+    """Reference of the candidate rule with explicit loops: cell means, box means, argmax counts."""
+    _, k, h, w = p.shape
+    gh, gw = -(-h // scale), -(-w // scale)
+    cells = np.zeros((k, gh, gw))
+    for i in range(gh):  # adaptive pooling: cell i spans floor(i*h/gh) .. ceil((i+1)*h/gh)
+        for j in range(gw):
+            y0, y1 = (i * h) // gh, -(-((i + 1) * h) // gh)
+            x0, x1 = (j * w) // gw, -(-((j + 1) * w) // gw)
+            cells[:, i, j] = p[0, :, y0:y1, x0:x1].double().mean((1, 2)).numpy()
+    r = window // 2
+    wins = np.zeros(k)
+    for i in range(gh):
+        for j in range(gw):
+            box = cells[:, max(0, i - r):i + r + 1, max(0, j - r):j + r + 1]
+            wins[box.mean((1, 2)).argmax()] += 1
+    keep = wins / (gh * gw) >= threshold
+    keep[wins.argmax()] = True
+    return np.flatnonzero(keep)
+
+
+@pytest.mark.parametrize("threshold,window", [(0.003, 5), (0.05, 1), (0.2, 3)])
+def test_candidates_match_a_brute_force_reference_and_renormalise(threshold, window):
+    img, p = _scene(h=36, w=44, k=6, seed=7)
+    cand = _brute_candidates(p, 4, threshold, window)
+    assert 1 <= len(cand) < 6
+    out = geo_crf(img, p, candidates=threshold, candidate_window=window)
+    sub = p[:, cand] / p[:, cand].sum(1, keepdim=True)
+    ref = torch.zeros_like(p)
+    ref[:, cand] = geo_crf(img, sub, candidates=0.0)
+    torch.testing.assert_close(out, ref)
+    dropped = np.setdiff1d(np.arange(6), cand)
+    assert float(out[0, dropped].max()) == 0.0
+
+
+def test_calibration_equals_dividing_each_class_by_its_maximum():
+    img, p = _scene(k=4, seed=5)
+    cal = p / p.amax((2, 3), keepdim=True)
+    cal = cal / cal.sum(1, keepdim=True)
+    torch.testing.assert_close(geo_crf(img, p, candidates=0.0),
+                               geo_crf(img, cal, candidates=0.0, calibrate=False))
+
+
+def _weak_scene(k, h=96, w=96, seed=0):
+    """Green background, a red 48 x 36 px object scoring 1.2 on 8-px patches against a background at
+    5 + 1 (the study's ``weak`` model); (1, 3, H, W), (1, K, H, W), object mask (H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    obj = torch.zeros(h, w, dtype=torch.bool)
+    obj[24:72, 30:66] = True
+    img = torch.empty(1, 3, h, w)
+    img[0] = torch.tensor([0.2, 0.5, 0.2])[:, None, None]
+    img[0, :, obj] = torch.tensor([0.7, 0.3, 0.3])[:, None]
+    img = (img + 0.03 * torch.randn(img.shape, generator=g)).clamp(0, 1)
+    frac = obj.view(h // 8, 8, w // 8, 8).float().mean((1, 3))
+    logits = 0.3 * torch.randn(1, k, h // 8, w // 8, generator=g)
+    logits[0, 0] += 5 * (1 - frac) + 1
+    logits[0, 1] += 1.2 * frac
+    logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    return img, torch.softmax(logits, 1), obj
+
+
+@pytest.mark.parametrize("k", [2, 21, 171])
+def test_a_weak_object_survives_a_confident_background_through_calibration(k):
+    img, p, obj = _weak_scene(k)
+
+    def iou(out):
+        m = out[0].argmax(0) == 1
+        return float((m & obj).sum() / (m | obj).sum())
+
+    assert iou(p) < 0.6  # the coarse map's margin is 0.2 against noise 0.3: half the object
+    assert iou(geo_crf(img, p)) > 0.85
+    assert iou(geo_crf(img, p, calibrate=False)) < 0.1  # without calibration the background takes it
 
 
 def test_a_small_class_of_a_confident_label_map_survives_presence():
@@ -126,7 +200,7 @@ def test_a_small_class_of_a_confident_label_map_survives_presence():
 
 def test_no_region_stage_is_the_full_resolution_decision_alone():
     img, p = _scene(k=3)
-    out = geo_crf(img, p, iterations=0, full_iterations=0)
+    out = geo_crf(img, p, iterations=0, full_iterations=0, candidates=0.0, calibrate=False)
     torch.testing.assert_close(out, p / p.sum(1, keepdim=True))  # nothing but the renormalised unary
 
 
@@ -161,6 +235,11 @@ def test_follows_a_colour_edge_at_full_resolution():
     ({"full_iterations": True}, TypeError, "full_iterations"),
     ({"eps": 0}, ValueError, "eps"),
     ({"lp_iterations": -2}, ValueError, "lp_iterations"),
+    ({"candidates": 2}, ValueError, "candidates"),
+    ({"candidates": -0.1}, ValueError, "candidates"),
+    ({"candidate_window": 0}, ValueError, "candidate_window"),
+    ({"calibrate": 1}, TypeError, "calibrate"),
+    ({"calibrate": "yes"}, TypeError, "calibrate"),
 ])
 def test_bad_options(opts, exc, match):
     img, p = _scene(h=8, w=8)
