@@ -44,10 +44,10 @@ _DILATIONS = (1, 2, 4)
 @torch.no_grad()
 def geo_crf(image: torch.Tensor, probs: torch.Tensor, *, scale: int = 4, candidates: float = 0.003,
             candidate_window: int = 5, calibrate: bool = True, zeta: float = 0.03, w_tree: float = 10.0,
-            w_local: float = 10.0, zeta_local: float = 0.15, iterations: int = 5, presence: float = 0.01,
+            w_local: float = 30.0, zeta_local: float = 0.15, iterations: int = 5, presence: float = 0.01,
             confident: float = 0.6, confident_ratio: float = 15.0, confident_presence: float = 0.001,
             w_region: float = 1.0, zeta_full: float = 0.02, w_full: float = 4.0, full_iterations: int = 2,
-            lp_iterations: int = 0, zeta_lp: float = 0.1, eps: float = 1e-4) -> torch.Tensor:
+            lp_iterations: int = 3, zeta_lp: float = 0.1, eps: float = 1e-4) -> torch.Tensor:
     """Candidates, calibration, region mean field, class presence and a full-resolution tree decision.
     Shapes: image (B, 3, H, W) RGB in [0, 1], probs (B, K, H, W) summing to one along K (float32 or
     float64, same dtype); returns (B, K, H, W) probabilities (0 on the classes removed).

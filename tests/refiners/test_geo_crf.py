@@ -200,7 +200,7 @@ def test_a_small_class_of_a_confident_label_map_survives_presence():
 
 def test_no_region_stage_is_the_full_resolution_decision_alone():
     img, p = _scene(k=3)
-    out = geo_crf(img, p, iterations=0, full_iterations=0, candidates=0.0, calibrate=False)
+    out = geo_crf(img, p, iterations=0, full_iterations=0, lp_iterations=0, candidates=0.0, calibrate=False)
     torch.testing.assert_close(out, p / p.sum(1, keepdim=True))  # nothing but the renormalised unary
 
 
