@@ -84,13 +84,15 @@ def colour_likelihoods(image: torch.Tensor, weights: torch.Tensor, *, bins: int 
 @torch.no_grad()
 def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = 32, rounds: int = 4, ring: float = 0.15,
                  fg_prior: float = 0.5, zeta_g: float = 0.005, zeta_label: float = 0.07, zeta_s: float = 0.1,
-                 iterations: int = 20) -> torch.Tensor:
+                 iterations: int = 20, chunk: int = 16) -> torch.Tensor:
     """Soft foreground masks of boxed objects: (M, H, W) float64 in [0, 1], zero outside each box.
 
     Each round re-estimates every instance's foreground colour model (box pixels weighted by the
     current mask) and background model (a ring of ``ring`` x box size around the box, plus the box
     pixels weighted by 1 - mask), forms the colour posterior inside the box and refines it with APro's
     parallel targets (:func:`~clipapro.adapters.box_apro_targets`) on the image tree built once.
+    Instances are independent: they run ``chunk`` at a time on that one tree (the same result for
+    any ``chunk``), so a photo with a hundred boxes needs the memory of ``chunk`` of them.
 
     Example:
         >>> img = torch.zeros(3, 32, 32); img[:, 8:20, 8:20] = 1
@@ -102,12 +104,21 @@ def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = 32, round
     h, w = img.shape[-2:]
     b = check_boxes(boxes, h, w)
     rounds = check_int(rounds, "rounds", min_value=1)
+    chunk = check_int(chunk, "chunk", min_value=1)
     check_positive(ring, "ring")
     if not 0 < fg_prior < 1:
         raise ValueError(f"fg_prior must lie in (0, 1), got {fg_prior}")
-    m = b.shape[0]
-    if m == 0:
+    if b.shape[0] == 0:
         return torch.zeros(0, h, w, dtype=torch.float64)
+    kt = tree if tree is not None else kruskal_tree(img[None])
+    opts = dict(bins=bins, rounds=rounds, ring=ring, fg_prior=fg_prior, zeta_g=zeta_g, zeta_label=zeta_label,
+                zeta_s=zeta_s, iterations=iterations)
+    return torch.cat([_box_probs(img, b[i:i + chunk], kt, **opts) for i in range(0, b.shape[0], chunk)])
+
+
+def _box_probs(img, b, kt, *, bins, rounds, ring, fg_prior, zeta_g, zeta_label, zeta_s, iterations):
+    """box_to_probs for checked inputs: (3, H, W) image, (M, 4) boxes, the image's tree."""
+    h, w = img.shape[-2:]
     inside = box_masks(b, h, w).to(torch.float64)
     size = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
     margin = (ring * size).clamp_min(3)
@@ -119,7 +130,6 @@ def box_to_probs(image: torch.Tensor, boxes, *, tree=None, bins: int = 32, round
     band = inside - box_masks(shrunk, h, w).to(torch.float64)
     empty = outside.flatten(1).sum(1) < 1
     outside[empty] = band[empty].clamp_min(0)
-    kt = tree if tree is not None else kruskal_tree(img[None])
     mask = inside.clone()
     for _ in range(rounds):
         fg = colour_likelihoods(img, mask * inside, bins=bins)

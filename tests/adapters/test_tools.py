@@ -105,3 +105,19 @@ def test_real_photo_beats_trivial_answers(shared_data):
     _, (iy, ix) = ndimage.distance_transform_edt(s == 255, return_indices=True)
     nearest = s[iy, ix]
     assert _iou((ours == 13) & valid, fg) > _iou((nearest == 13) & valid, fg)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_box_to_probs_in_chunks_equals_all_boxes_at_once(chunk):
+    g = torch.Generator().manual_seed(4)
+    img = torch.rand(3, 40, 52, generator=g, dtype=torch.float64)
+    img[:, 10:30, 12:40] *= 0.3
+    boxes = [[2, 3, 20, 25], [10, 8, 42, 33], [0, 0, 52, 40], [30, 20, 50, 38], [5, 5, 15, 15], [12, 10, 40, 30],
+             [40, 0, 52, 12]]
+    whole = box_to_probs(img, boxes, rounds=2, chunk=16)
+    torch.testing.assert_close(box_to_probs(img, boxes, rounds=2, chunk=chunk), whole, rtol=0, atol=1e-12)
+
+
+def test_box_to_probs_rejects_a_bad_chunk():
+    with pytest.raises(ValueError, match="chunk"):
+        box_to_probs(torch.rand(3, 8, 8), [[0, 0, 4, 4]], chunk=0)
