@@ -35,6 +35,7 @@ configuration, so an interrupted run continues where it stopped.
     python scripts/refine_quality.py --json out.json --markdown table.md --figure-dir figs
     python scripts/refine_quality.py --quick --methods none,crf-tree --noise iid,network
     python scripts/refine_quality.py --quick --extra 'ct8=crf-tree:{"w_tree": 8}'
+    python scripts/refine_quality.py --held-out            # photos the default run leaves out
 
 Deterministic given ``--seed`` (the noise of photo ``id`` of set ``s`` under model ``m`` is seeded by
 ``(seed, crc32("s/id/m"))``, whatever else runs).
@@ -266,6 +267,9 @@ def main(argv=None) -> int:
                          "DenseCRF, PAMR and APro take 3-10 s per photo at K = 171")
     ap.add_argument("--quick", action="store_true",
                     help=f"{QUICK_PER_SET} photos per set")
+    ap.add_argument("--held-out", action="store_true",
+                    help=f"score photos the default run does not use (its {PER_SET} per set left out first; "
+                         "voc_samples and voc_extra have 2 left)")
     ap.add_argument("--noise", default="", help=f"comma-separated noise models (default: all of {list(NOISE_MODELS)})")
     ap.add_argument("--methods", default="", help="comma-separated refiner names (default: none + every available one)")
     ap.add_argument("--extra", action="append", default=[],
@@ -297,8 +301,9 @@ def main(argv=None) -> int:
         if s not in SETS:
             ap.error(f"unknown set {s!r}: use one of {list(SETS)}")
     methods = parse_methods(ap, args.methods, args.extra)
-    sets = [load_set(args.data_root, s, per_set=per_set, per_set_large=per_set_large, large_k=LARGE_K)
-            for s in set_names]
+    exclude = PER_SET if args.held_out else None
+    sets = [load_set(args.data_root, s, per_set=per_set, per_set_large=per_set_large, large_k=LARGE_K,
+                     exclude=exclude) for s in set_names]
     missing = [s.name for s in sets if not s.photos]
     sets = [s for s in sets if s.photos]
     if missing:

@@ -78,9 +78,10 @@ def _keep_most_frequent(masks: list, k_from: int, k_to: int) -> np.ndarray:
 
 
 def load_set(root: Path, name: str, *, per_set: int | None = None, max_side: int = MAX_SIDE,
-             per_set_large: int | None = None, large_k: int = 100) -> PhotoSet:
+             per_set_large: int | None = None, large_k: int = 100, exclude: int | None = None) -> PhotoSet:
     """Read set ``name`` (a key of :data:`SETS`) under ``root``; an empty PhotoSet if it is missing.
-    ``per_set`` photos (all when None), ``per_set_large`` for a set with more than ``large_k`` classes."""
+    ``per_set`` photos (all when None), ``per_set_large`` for a set with more than ``large_k`` classes.
+    ``exclude``: first leave out the photos a run with ``per_set=exclude`` would pick (held-out photos)."""
     folder_name, split, k_override, background = SETS[name]
     folder = Path(root) / folder_name
     meta = _meta(folder)
@@ -91,13 +92,17 @@ def load_set(root: Path, name: str, *, per_set: int | None = None, max_side: int
     else:
         ids = sorted(p.stem for p in (folder / "masks").glob("*.png"))
     ids = [i for i in ids if (folder / "images" / f"{i}.png").is_file() and (folder / "masks" / f"{i}.png").is_file()]
+    every_id = list(ids)
+    if exclude is not None:
+        used = set(_spread(ids, exclude))
+        ids = [i for i in ids if i not in used]
     out = PhotoSet(name, k, classes, background)
     if not ids:
         return out
     lut = None
     if k_override is not None and k_override < k:
         # class frequencies over every photo of the folder (not just the subsample), so the mapping is fixed
-        every = [np.array(Image.open(folder / "masks" / f"{i}.png")) for i in ids]
+        every = [np.array(Image.open(folder / "masks" / f"{i}.png")) for i in every_id]
         lut = _keep_most_frequent(every, k, k_override)
         out.classes = [c for c, j in zip(classes, lut[:k], strict=False) if j != 255]
         out.num_classes = k_override

@@ -7,8 +7,9 @@
 Methods (:func:`list_refiners`; each ``fn(image (B, 3, H, W), probs (B, K, H, W), **options)``,
 registered with :func:`register_refiner`, defaults in its signature, :func:`refiner_defaults`):
 
-- ``geo-crf`` (the default): region mean field with exact tree messages on a small grid, class-presence
-  pruning, then a full-resolution decision with the image's own tree (``clipapro.refiners.geo_crf``).
+- ``geo-crf`` (the default): candidate classes and per-class calibration, region mean field with exact
+  tree messages on a small grid, class-presence pruning, then a full-resolution decision with the
+  image's own tree (``clipapro.refiners.geo_crf``).
 - ``crf-tree``: mean-field CRF with exact all-pairs tree messages (unary-aware), on a small grid.
 - ``apro``: the paper's APro exactly (GP + LP averaging, no unary); ``apro-gp`` / ``apro-lp`` keep
   one of its two targets.

@@ -165,3 +165,24 @@ def test_time_ratios_pair_each_input_with_densecrf():
     r = study.time_ratios(rec)
     assert r["x"] == 0.5 and r["densecrf"] == 1.0
     assert study.time_ratios([r for r in rec if r["method"] == "x"]) == {}
+
+
+def test_held_out_photos_are_the_ones_the_default_run_leaves_out(tmp_path):
+    import refine_sets
+    from PIL import Image
+
+    folder = tmp_path / "camvid"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    ids = [f"f{i:02d}" for i in range(10)]
+    for i in ids:
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "masks" / f"{i}.png")
+    (folder / "meta.json").write_text(json.dumps({"num_classes": 11, "classes": [str(c) for c in range(11)],
+                                                  "splits": {"train": ids}}))
+    default = [p[0] for p in refine_sets.load_set(tmp_path, "camvid_train", per_set=3).photos]
+    held = [p[0] for p in refine_sets.load_set(tmp_path, "camvid_train", per_set=3, exclude=3).photos]
+    assert default == ["f00", "f03", "f06"]
+    assert len(held) == 3 and not set(held) & set(default)
+    rest = [p[0] for p in refine_sets.load_set(tmp_path, "camvid_train", per_set=None, exclude=3).photos]
+    assert sorted(rest + default) == ids
